@@ -1,0 +1,101 @@
+"""Vision Lab: an interactive dashboard for the computer-vision chapter of Dive into Deep Learning.
+
+    python app.py [--host H] [--port P] [--share] [--device auto|cpu|cuda|mps]
+
+``demo = build_demo()`` stays at module level: Hugging Face Spaces and ``gradio app.py``
+import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+# Must happen before gradio is imported: it reads the variable at import time.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from panels import PANELS  # noqa: E402
+from vision_core.device import DEVICE_CHOICES, describe_device, set_device  # noqa: E402
+
+TITLE = "Vision Lab"
+QUEUE_MAX_SIZE = 64  # waiting requests beyond this get Gradio's "queue is full" message
+DEFAULT_CONCURRENCY = 4  # light, CPU-cheap events may run side by side
+# System fonts only: the page must load nothing from outside the server.
+THEME = gr.themes.Default(
+    primary_hue="indigo",
+    font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+CSS = """
+#vl-header h1 { margin-bottom: 0; }
+#vl-header p { margin-top: 0.2em; color: var(--body-text-color-subdued); }
+"""
+
+
+def _header() -> str:
+    return (
+        f"# {TITLE}\n"
+        "See the classic computer-vision chapter of *Dive into Deep Learning* at work. "
+        f"Running on **{describe_device()}**."
+    )
+
+
+def build_demo() -> gr.Blocks:
+    """The whole dashboard: a header and one tab per panel, with the queue configured."""
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(_header, elem_id="vl-header")  # a function: re-read on each page load
+        with gr.Tabs():
+            for panel in PANELS:
+                with gr.Tab(panel.TITLE, id=panel.TAB_ID):
+                    panel.build()
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
+    return demo
+
+
+demo = build_demo()
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Vision Lab dashboard")
+    parser.add_argument(
+        "--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for your network)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port to listen on (default: $GRADIO_SERVER_PORT or 7860)",
+    )
+    parser.add_argument("--share", action="store_true", help="also open a temporary public link (needs internet)")
+    parser.add_argument(
+        "--device", default="auto", choices=DEVICE_CHOICES,
+        help="where tensors run: auto picks cuda > mps > cpu (default: auto)",
+    )
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        parser.error(f"--port must be between 1 and 65535, got {args.port}")
+    try:
+        set_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    print(f"Vision Lab on {describe_device()}", flush=True)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        theme=THEME,
+        css=CSS,
+        footer_links=["api", "settings"],
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,206 @@
+"""Reading a user-edited table of labelled boxes, row by row, with a reason for each bad row.
+
+Shared by every panel that lets a learner type boxes (boxes, ground truth, predictions).
+Cells are parsed one by one because a cell may hold anything; the geometric checks then
+run vectorised over all rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, List, Sequence, Tuple
+
+import torch
+
+from vision_core.boxes import BOX_FORMATS, box_convert, denormalize_boxes, normalize_boxes
+
+FORMAT_COLUMNS = {
+    "xyxy": ("x1", "y1", "x2", "y2"),
+    "cxcywh": ("cx", "cy", "w", "h"),
+    "xywh": ("x", "y", "w", "h"),
+}
+FORMAT_LABELS = {
+    "xyxy": "corner (x1, y1, x2, y2)",
+    "cxcywh": "center (cx, cy, w, h)",
+    "xywh": "corner + size (x, y, w, h)",
+}
+UNITS = ("pixels", "normalised")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One flagged table row: 1-based row number, its label, and why."""
+
+    row: int
+    label: str
+    message: str
+    drawn: bool  # True when the row is still drawn (e.g. clipped to the image)
+
+
+@dataclass
+class BoxTable:
+    """The usable rows of a box table, in the table's format and units, plus the flagged ones."""
+
+    fmt: str
+    units: str
+    rows: List[int] = field(default_factory=list)  # 1-based numbers of usable rows
+    labels: List[str] = field(default_factory=list)
+    boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.float64))  # [K, 4]
+    corners_px: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.float64))  # [K, 4]
+    clipped: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [K]
+    problems: List[Problem] = field(default_factory=list)
+
+
+def check_format(fmt: str, units: str) -> None:
+    """Raise ValueError unless ``fmt`` and ``units`` are known."""
+    if fmt not in BOX_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(BOX_FORMATS)}, got {fmt!r}")
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+
+
+def table_rows(table: Any) -> List[list]:
+    """Rows of a Gradio Dataframe value (pandas, dict with 'data', or list of lists)."""
+    if table is None:
+        return []
+    if hasattr(table, "values") and hasattr(table, "columns"):  # pandas.DataFrame
+        return [list(r) for r in table.astype(object).values.tolist()]
+    if isinstance(table, dict):
+        table = table.get("data") or []
+    if not isinstance(table, (list, tuple)):
+        raise ValueError(f"the box table must be a list of rows, got {type(table).__name__}")
+    return [list(r) if isinstance(r, (list, tuple)) else [r] for r in table]
+
+
+def _blank(cell: Any) -> bool:
+    if cell is None:
+        return True
+    if isinstance(cell, float) and math.isnan(cell):
+        return False  # a NaN the user sent is a value to flag, not an empty cell
+    return isinstance(cell, str) and cell.strip() == ""
+
+
+def _parse_cell(cell: Any, column: str) -> Tuple[float, str]:
+    """(value, "") for a number, (nan, reason) otherwise."""
+    if _blank(cell):
+        return math.nan, f"{column} is empty"
+    if isinstance(cell, bool):
+        return math.nan, f"{column} is not a number ({cell!r})"
+    try:
+        value = float(cell.strip() if isinstance(cell, str) else cell)
+    except (TypeError, ValueError):
+        text = str(cell)
+        return math.nan, f"{column} is not a number ({text[:20]!r})"
+    if math.isnan(value):
+        return value, f"{column} is NaN"
+    if math.isinf(value):
+        return value, f"{column} is infinite"
+    return value, ""
+
+
+def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int]) -> BoxTable:
+    """Parse rows ``[label, c1, c2, c3, c4]`` and flag each bad one with its reason.
+
+    Args:
+        table: the Dataframe value; blank rows are skipped silently.
+        fmt: the coordinates' format, one of ``BOX_FORMATS``.
+        units: ``"pixels"`` or ``"normalised"`` (fractions of the image).
+        image_size: ``(height, width)`` of the image the boxes belong to.
+
+    Returns:
+        BoxTable: usable rows (drawn) and problems (by row, with the reason).
+    """
+    check_format(fmt, units)
+    columns = FORMAT_COLUMNS[fmt]
+    out = BoxTable(fmt=fmt, units=units)
+    numbers, labels, row_ids = [], [], []
+    for i, row in enumerate(table_rows(table), start=1):
+        row = (row + [None] * 5)[:5]
+        if all(_blank(c) for c in row):
+            continue
+        label = "" if _blank(row[0]) else str(row[0]).strip()[:40]
+        parsed = [_parse_cell(c, col) for c, col in zip(row[1:], columns)]
+        reasons = [r for _, r in parsed if r]
+        if reasons:
+            out.problems.append(Problem(i, label, "; ".join(reasons), drawn=False))
+            continue
+        numbers.append([v for v, _ in parsed])
+        labels.append(label or f"box {i}")
+        row_ids.append(i)
+    if not numbers:
+        out.problems.sort(key=lambda p: p.row)
+        return out
+
+    boxes = torch.tensor(numbers, dtype=torch.float64)  # [K, 4]
+    height, width = float(image_size[0]), float(image_size[1])
+    corners = box_convert(boxes, fmt, "xyxy")
+    corners_px = denormalize_boxes(corners, (height, width)) if units == "normalised" else corners
+    a, b, c, d = columns
+    if fmt == "xyxy":
+        checks = [
+            (boxes[:, 2] < boxes[:, 0], f"{c} < {a}: the box is inverted"),
+            (boxes[:, 3] < boxes[:, 1], f"{d} < {b}: the box is inverted"),
+            (boxes[:, 2] == boxes[:, 0], f"zero width ({c} = {a})"),
+            (boxes[:, 3] == boxes[:, 1], f"zero height ({d} = {b})"),
+        ]
+    else:
+        checks = [
+            (boxes[:, 2] < 0, "negative width w"),
+            (boxes[:, 3] < 0, "negative height h"),
+            (boxes[:, 2] == 0, "zero width (w = 0)"),
+            (boxes[:, 3] == 0, "zero height (h = 0)"),
+        ]
+    bad = torch.zeros(len(numbers), dtype=torch.bool)
+    for mask, _ in checks:
+        bad |= mask
+    x1, y1, x2, y2 = corners_px.unbind(-1)
+    outside = ~bad & ((x2 <= 0) | (y2 <= 0) | (x1 >= width) | (y1 >= height))
+    partly = ~bad & ~outside & ((x1 < 0) | (y1 < 0) | (x2 > width) | (y2 > height))
+    size = f"{width:g} x {height:g} px" if units == "pixels" else "[0, 1] (normalised)"
+    checks.append((outside, f"outside the image ({size}): not drawn"))
+    checks.append((partly, f"extends outside the image ({size}): drawn clipped"))
+
+    messages = [[] for _ in numbers]
+    for mask, message in checks:
+        for k in mask.nonzero().flatten().tolist():
+            messages[k].append(message)
+    keep = ~(bad | outside)
+    for k, msgs in enumerate(messages):
+        if msgs:
+            out.problems.append(Problem(row_ids[k], labels[k], "; ".join(msgs), drawn=bool(keep[k])))
+    out.problems.sort(key=lambda p: p.row)
+
+    idx = keep.nonzero().flatten()
+    out.rows = [row_ids[k] for k in idx.tolist()]
+    out.labels = [labels[k] for k in idx.tolist()]
+    out.boxes = boxes[idx]
+    out.corners_px = corners_px[idx]
+    out.clipped = partly[idx]
+    return out
+
+
+def convert_table(table: Any, fmt_from: str, fmt_to: str, units_from: str, units_to: str,
+                  image_size: Sequence[int]) -> List[list]:
+    """Rewrite the table's numeric rows from one format/units to another.
+
+    Rows that do not parse as four finite numbers are left exactly as typed, so switching
+    the format never destroys what the learner wrote.
+    """
+    check_format(fmt_from, units_from)
+    check_format(fmt_to, units_to)
+    rows = [(r + [None] * 5)[:5] for r in table_rows(table)]
+    parsed = [[_parse_cell(c, "")[0] for c in r[1:]] for r in rows]
+    good = [i for i, vals in enumerate(parsed) if all(math.isfinite(v) for v in vals)]
+    if not good:
+        return rows
+    boxes = torch.tensor([parsed[i] for i in good], dtype=torch.float64)  # [K, 4]
+    if units_from == "normalised":
+        boxes = denormalize_boxes(boxes, image_size)
+    boxes = box_convert(boxes, fmt_from, fmt_to)
+    if units_to == "normalised":
+        boxes = normalize_boxes(boxes, image_size)
+    digits = 4 if units_to == "normalised" else 2
+    for i, values in zip(good, boxes.tolist()):
+        rows[i] = [rows[i][0]] + [round(v, digits) for v in values]
+    return rows

@@ -1,0 +1,203 @@
+"""Boxes panel (d2l 14.3): type boxes in any format and units, see them converted and drawn.
+
+Thin by design: parsing lives in ``box_table``, drawing in ``figures``, and every number
+comes from ``vision_core.boxes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import torch
+
+from vision_core.boxes import BOX_FORMATS, box_convert, normalize_boxes
+from vision_core.examples import EXAMPLES, load_example
+
+from .box_table import FORMAT_COLUMNS, FORMAT_LABELS, UNITS, BoxTable, convert_table, parse_box_table
+from .common import as_rgb_image, shows_errors
+from .figures import boxes_figure, color_for
+
+TITLE = "Boxes"
+TAB_ID = "boxes"
+DEFAULT_EXAMPLE = "astronaut"
+BLANK_SIZE = (480, 640)  # (height, width) of the canvas used when no photo is loaded
+
+INTRO = """\
+**Bounding boxes** (d2l 14.3). Type boxes in one format and see them in the others:
+*corner* `(x1, y1, x2, y2)`, *center* `(cx, cy, w, h)` and *corner + size* `(x, y, w, h)`,
+in pixels or as fractions of the image. Edit any cell (press Enter), add rows with the
+table's + button, or switch the format: the table is rewritten in the new format.
+"""
+
+
+def headers(fmt: str) -> List[str]:
+    return ["label", *FORMAT_COLUMNS[fmt]]
+
+
+def example_table(name: str, fmt: str, units: str) -> pd.DataFrame:
+    """The example's preset boxes, rewritten in ``fmt`` and ``units``."""
+    if name not in EXAMPLES:
+        raise ValueError(f"example must be one of {', '.join(EXAMPLES)}, got {name!r}")
+    image_size = load_example(name).shape[:2]
+    rows = [list(b) for b in EXAMPLES[name].boxes]
+    return pd.DataFrame(convert_table(rows, "xyxy", fmt, "pixels", units, image_size), columns=headers(fmt))
+
+
+@shows_errors
+def choose_example(name: str, fmt: str, units: str) -> Tuple[np.ndarray, pd.DataFrame, str]:
+    """Load an offline example photo and its preset boxes."""
+    return load_example(name), example_table(name, fmt, units), EXAMPLES[name].caption
+
+
+@shows_errors
+def switch_format(table: Any, image: Optional[np.ndarray], old_fmt: str, fmt: str, old_units: str, units: str):
+    """Rewrite the table when the format or units change, so the boxes themselves stay put."""
+    size = _image_size(image)
+    rows = convert_table(table, old_fmt, fmt, old_units, units, size)
+    return pd.DataFrame(rows, columns=headers(fmt)), fmt, units
+
+
+def _image_size(image: Optional[np.ndarray]) -> Tuple[int, int]:
+    return BLANK_SIZE if image is None else tuple(np.asarray(image).shape[:2])
+
+
+def _round_trip_errors(parsed: BoxTable) -> str:
+    """Largest |in - back(convert(in))| over the rows, per other format, in float32."""
+    if not len(parsed.rows):
+        return ""
+    boxes = parsed.boxes.float()  # the dashboard's working precision
+    parts = []
+    for other in BOX_FORMATS:
+        if other == parsed.fmt:
+            continue
+        back = box_convert(box_convert(boxes, parsed.fmt, other), other, parsed.fmt)
+        err = (back - boxes).abs().max().item()
+        scale = boxes.abs().max().item() or 1.0
+        parts.append(f"via {other}: {err:.2g} ({err / scale:.1g} relative)")
+    unit = "px" if parsed.units == "pixels" else "(normalised)"
+    return f"Round trip in float32, max |Δ| {unit}: " + "; ".join(parts)
+
+
+def _converted_tables(parsed: BoxTable, image_size) -> List[pd.DataFrame]:
+    corners = parsed.corners_px
+    if parsed.units == "normalised":
+        corners = normalize_boxes(corners, image_size)
+    digits = 4 if parsed.units == "normalised" else 2
+    out = []
+    for fmt in BOX_FORMATS:
+        values = box_convert(corners, "xyxy", fmt).numpy().round(digits)
+        frame = pd.DataFrame(values, columns=list(FORMAT_COLUMNS[fmt]))
+        frame.insert(0, "label", parsed.labels)
+        frame.insert(0, "row", parsed.rows)
+        out.append(frame)
+    return out
+
+
+@shows_errors
+def render_boxes(image: Optional[np.ndarray], table: Any, fmt: str, units: str):
+    """Draw the table's good rows over the photo and list the converted boxes and bad rows.
+
+    Returns the figure, the boxes in xyxy / cxcywh / xywh, the flagged rows and a summary.
+    """
+    blank = image is None
+    rgb = np.full((*BLANK_SIZE, 3), 255, np.uint8) if blank else as_rgb_image(image, "photo")
+    size = rgb.shape[:2]
+    parsed = parse_box_table(table, fmt, units, size)
+    drawn = parsed.corners_px.clamp(min=0)
+    drawn = torch.minimum(drawn, torch.tensor([size[1], size[0], size[1], size[0]], dtype=drawn.dtype))
+    fig = boxes_figure(
+        rgb,
+        drawn.numpy(),
+        parsed.labels,
+        [color_for(r - 1) for r in parsed.rows],
+        dashed=parsed.clipped.tolist(),
+    )
+    problems = pd.DataFrame(
+        [[p.row, p.label, p.message] for p in parsed.problems], columns=["row", "label", "problem"]
+    )
+    n_bad = sum(not p.drawn for p in parsed.problems)
+    summary = [
+        f"**{len(parsed.rows)} box{'es' if len(parsed.rows) != 1 else ''} drawn**"
+        + (f", **{n_bad} row{'s' if n_bad != 1 else ''} not drawn** (see below)" if n_bad else "")
+        + f" · image {size[1]} × {size[0]} px"
+        + (" (no photo: a blank canvas; choose an example or upload one)" if blank else ""),
+    ]
+    if parsed.problems:
+        summary.append(f"{len(parsed.problems)} row(s) flagged: " + "; ".join(f"row {p.row}: {p.message}" for p in parsed.problems[:3]))
+    round_trip = _round_trip_errors(parsed)
+    if round_trip:
+        summary.append(round_trip)
+    return (fig, *_converted_tables(parsed, size), problems, "\n\n".join(summary))
+
+
+def build() -> None:
+    """Lay out the Boxes tab inside the current ``gr.Tab`` and wire its events."""
+    fmt0, units0 = "xyxy", "pixels"
+    photo0, table0 = load_example(DEFAULT_EXAMPLE), example_table(DEFAULT_EXAMPLE, fmt0, units0)
+    # Rendered once here so the tab opens drawn, with no round trip to the server.
+    fig0, *converted0, problems0, summary0 = render_boxes(photo0, table0, fmt0, units0)
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=5, min_width=320):
+            with gr.Row():
+                example = gr.Dropdown(
+                    choices=list(EXAMPLES), value=DEFAULT_EXAMPLE, label="Example photo (offline)", scale=1
+                )
+                fmt = gr.Radio(
+                    choices=[(FORMAT_LABELS[f], f) for f in BOX_FORMATS], value=fmt0, label="Input format", scale=2
+                )
+            units = gr.Radio(choices=list(UNITS), value=units0, label="Units")
+            table = gr.Dataframe(
+                value=table0,
+                headers=headers(fmt0),
+                datatype=["str", "number", "number", "number", "number"],
+                type="pandas",
+                interactive=True,
+                show_row_numbers=True,
+                label="Boxes (editable)",
+                elem_id="boxes-table",
+            )
+            caption = gr.Markdown(EXAMPLES[DEFAULT_EXAMPLE].caption, elem_id="boxes-caption")
+            photo = gr.Image(
+                value=photo0,
+                type="numpy",
+                image_mode="RGB",
+                sources=["upload", "clipboard"],
+                label="Photo (upload your own to replace it)",
+                height=260,
+                elem_id="boxes-photo",
+            )
+        with gr.Column(scale=6, min_width=360):
+            figure = gr.Plot(fig0, label="Boxes drawn over the photo", elem_id="boxes-figure")
+            summary = gr.Markdown(summary0, elem_id="boxes-summary")
+            problems = gr.Dataframe(
+                problems0, headers=["row", "label", "problem"], interactive=False, label="Flagged rows", elem_id="boxes-problems",
+                wrap=True,
+            )
+    gr.Markdown("**The same boxes in every format** (in the chosen units)")
+    with gr.Row():
+        converted = [
+            gr.Dataframe(frame, headers=["row", "label", *FORMAT_COLUMNS[f]], interactive=False, label=FORMAT_LABELS[f],
+                         elem_id=f"boxes-{f}")
+            for f, frame in zip(BOX_FORMATS, converted0)
+        ]
+    fmt_state, units_state = gr.State(fmt0), gr.State(units0)
+
+    render_inputs = [photo, table, fmt, units]
+    render_outputs = [figure, *converted, problems, summary]
+    render = dict(fn=render_boxes, inputs=render_inputs, outputs=render_outputs)
+
+    example.input(
+        choose_example, [example, fmt, units], [photo, table, caption], api_name="boxes_example"
+    ).then(**render, api_visibility="private")
+    for control in (fmt, units):
+        control.input(
+            switch_format, [table, photo, fmt_state, fmt, units_state, units], [table, fmt_state, units_state],
+            api_name="boxes_convert" if control is fmt else None, api_visibility="public" if control is fmt else "private",
+        ).then(**render, api_visibility="private")
+    table.input(**render, api_name="boxes")
+    photo.upload(**render, api_visibility="private")
+    photo.clear(**render, api_visibility="private")

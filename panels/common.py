@@ -1,0 +1,59 @@
+"""Input handling shared by the panels: images from uploads, and errors shown as gr.Error."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+
+MAX_IMAGE_PIXELS = 40_000_000  # about 7000 x 5700; larger uploads are refused with this number
+MIN_IMAGE_SIDE = 2
+
+
+def as_rgb_image(value: Any, name: str = "image") -> np.ndarray:
+    """Any image Gradio hands over -> ``uint8`` RGB ``[H, W, 3]``, or ValueError saying why not.
+
+    Grayscale is repeated to three channels, alpha is dropped, 16-bit and float images
+    are rescaled to 0..255.
+    """
+    if value is None:
+        raise ValueError(f"{name}: no image; choose an example or upload one")
+    array = np.asarray(value)
+    if array.dtype == object or array.ndim not in (2, 3):
+        raise ValueError(f"{name}: expected an H x W or H x W x C image, got shape {array.shape}")
+    if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
+        raise ValueError(f"{name}: expected 1, 3 or 4 channels, got {array.shape[2]}")
+    height, width = array.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise ValueError(f"{name}: {width} x {height} px is too small; each side must be at least {MIN_IMAGE_SIDE} px")
+    if height * width > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{name}: {width} x {height} px is over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; please downscale it"
+        )
+    if array.ndim == 2:
+        array = array[:, :, None]
+    array = array[:, :, :3]
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.dtype != np.uint8:
+        array = array.astype(np.float64)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name}: the image holds NaN or infinite values")
+        top = 1.0 if array.max(initial=0) <= 1.0 else (255.0 if array.max() <= 255 else 65535.0)
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def shows_errors(fn: Callable) -> Callable:
+    """Turn a ValueError from validation or vision_core into a gr.Error toast with its message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+
+    return wrapper

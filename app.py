@@ -47,11 +47,13 @@ def _header() -> str:
 def build_demo() -> gr.Blocks:
     """The whole dashboard: a header and one tab per panel, with the queue configured."""
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(_header, elem_id="vl-header")  # a function: re-read on each page load
+        header = gr.Markdown(_header(), elem_id="vl-header")
         with gr.Tabs():
             for panel in PANELS:
                 with gr.Tab(panel.TITLE, id=panel.TAB_ID):
                     panel.build()
+        # Re-read on each page load: `--device` is parsed after this module has built the demo.
+        demo.load(_header, None, header, api_visibility="private")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
     return demo
 

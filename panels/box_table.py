@@ -81,6 +81,12 @@ def _blank(cell: Any) -> bool:
     return isinstance(cell, str) and cell.strip() == ""
 
 
+def _blank_row(row: list) -> bool:
+    # pandas turns an empty number cell into NaN, so a row of nothing but blanks and NaNs
+    # is an empty row (the table's spare line), not four NaN values to flag.
+    return _blank(row[0]) and all(_blank(c) or (isinstance(c, float) and math.isnan(c)) for c in row[1:])
+
+
 def _parse_cell(cell: Any, column: str) -> Tuple[float, str]:
     """(value, "") for a number, (nan, reason) otherwise."""
     if _blank(cell):
@@ -117,7 +123,7 @@ def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int])
     numbers, labels, row_ids = [], [], []
     for i, row in enumerate(table_rows(table), start=1):
         row = (row + [None] * 5)[:5]
-        if all(_blank(c) for c in row):
+        if _blank_row(row):
             continue
         label = "" if _blank(row[0]) else str(row[0]).strip()[:40]
         parsed = [_parse_cell(c, col) for c, col in zip(row[1:], columns)]

@@ -154,7 +154,7 @@ def build() -> None:
                 value=table0,
                 headers=headers(fmt0),
                 datatype=["str", "number", "number", "number", "number"],
-                type="pandas",
+                type="array",  # keeps an empty cell as None, where pandas would make it NaN
                 interactive=True,
                 show_row_numbers=True,
                 label="Boxes (editable)",
@@ -184,7 +184,10 @@ def build() -> None:
                          elem_id=f"boxes-{f}")
             for f, frame in zip(BOX_FORMATS, converted0)
         ]
-    fmt_state, units_state = gr.State(fmt0), gr.State(units0)
+    # What the table is written in now. Hidden radios rather than gr.State so that the
+    # /boxes_convert API takes both ends of the conversion explicitly.
+    fmt_state = gr.Radio(choices=list(BOX_FORMATS), value=fmt0, visible=False, label="from format")
+    units_state = gr.Radio(choices=list(UNITS), value=units0, visible=False, label="from units")
 
     render_inputs = [photo, table, fmt, units]
     render_outputs = [figure, *converted, problems, summary]

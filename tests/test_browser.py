@@ -1,0 +1,106 @@
+"""The dashboard in headless Chromium (Debian's, via Playwright): every tab, the Boxes panel by hand.
+
+Screenshots land in docs/ for the README. Waits are on regexes, never on fixed sleeps alone.
+"""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from panels import PANELS
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.browser
+DOCS = ROOT / "docs"
+
+
+@pytest.fixture
+def opened(page: Page, app_url):
+    """The page, opened, with every request it makes recorded."""
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(app_url)
+    expect(page.locator("#vl-header")).to_contain_text(re.compile(r"Running on \*?\*?(cpu|cuda|mps)"))
+    page.requests = requests
+    return page
+
+
+def assert_no_errors(page: Page):
+    expect(page.locator(".error")).to_have_count(0)
+    expect(page.locator(".toast-body")).to_have_count(0)
+
+
+def box_traces(page: Page):
+    """The plotly traces of the Boxes figure, as the browser holds them."""
+    return page.evaluate(
+        """() => Array.from(document.querySelector('#boxes-figure .js-plotly-plot').data)
+                  .filter(t => t.type === 'scatter').map(t => ({name: t.name, x: t.x, dash: t.line.dash}))"""
+    )
+
+
+def edit_cell(page: Page, table: str, row: int, col: int, text: str):
+    cell = page.locator(table).get_by_test_id(f"cell-{row}-{col}")
+    cell.dblclick()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+
+
+def test_every_tab_opens_without_errors(opened: Page, app_url):
+    tabs = opened.get_by_role("tab")
+    expect(tabs).to_have_count(len(PANELS))
+    for panel in PANELS:
+        opened.get_by_role("tab", name=panel.TITLE).click()
+        expect(opened.get_by_role("tab", name=panel.TITLE)).to_have_attribute("aria-selected", "true")
+        opened.wait_for_load_state("networkidle")
+        assert_no_errors(opened)
+        opened.screenshot(path=str(DOCS / f"{panel.TAB_ID}.png"), full_page=True)
+    outside = [u for u in opened.requests if not (u.startswith(app_url) or u.startswith(("data:", "blob:")))]
+    assert outside == [], f"the page reached outside the server: {outside[:5]}"
+
+
+def test_boxes_edit_a_cell_and_the_figure_follows(opened: Page):
+    expect(opened.locator("#boxes-figure .js-plotly-plot")).to_be_visible()
+    before = box_traces(opened)
+    assert [t["name"] for t in before] == ["astronaut", "shuttle"]
+    assert before[1]["x"] == [352, 472, 472, 352, 352]
+
+    edit_cell(opened, "#boxes-table", 1, 3, "500")  # shuttle's x2
+    expect(opened.locator("#boxes-xyxy")).to_contain_text("500")
+    opened.wait_for_function(
+        "() => document.querySelector('#boxes-figure .js-plotly-plot').data.some(t => t.name === 'shuttle' && t.x[1] === 500)"
+    )
+    assert_no_errors(opened)
+
+    # A word in a number cell: that row is flagged with the reason, the other is still drawn.
+    edit_cell(opened, "#boxes-table", 1, 1, "abc")
+    expect(opened.locator("#boxes-problems")).to_contain_text(re.compile(r"x1 is not a number \('abc'\)"))
+    expect(opened.locator("#boxes-summary")).to_contain_text(re.compile(r"1 box drawn.*1 row not drawn"))
+    assert [t["name"] for t in box_traces(opened)] == ["astronaut"]
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "boxes-flagged.png"), full_page=True)
+
+
+def test_boxes_switching_format_rewrites_the_table(opened: Page):
+    opened.get_by_role("radio", name="center (cx, cy, w, h)").check()
+    expect(opened.locator("#boxes-table")).to_contain_text(re.compile(r"cx.*cy.*w.*h", re.S))
+    expect(opened.locator("#boxes-table").get_by_test_id("cell-0-1")).to_have_text("193")  # (20 + 366) / 2
+    opened.get_by_role("radio", name="normalised").check()
+    expect(opened.locator("#boxes-table").get_by_test_id("cell-0-1")).to_have_text(re.compile(r"0\.37\d*"))
+    # the boxes did not move: the corner table still holds the same box, in normalised units
+    expect(opened.locator("#boxes-xyxy")).to_contain_text(re.compile(r"0\.039\d*"))  # 20 / 512
+    assert_no_errors(opened)
+
+
+def test_boxes_choose_another_example(opened: Page):
+    opened.locator("#boxes-figure").scroll_into_view_if_needed()
+    dropdown = opened.get_by_label("Example photo (offline)")
+    dropdown.click()
+    opened.get_by_role("option", name="coffee").click()
+    expect(opened.locator("#boxes-caption")).to_contain_text("espresso")
+    opened.wait_for_function(
+        "() => document.querySelector('#boxes-figure .js-plotly-plot').data.filter(t => t.type === 'scatter').length === 3"
+    )
+    assert [t["name"] for t in box_traces(opened)] == ["cup", "saucer", "spoon"]
+    assert_no_errors(opened)

@@ -176,16 +176,17 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
             f"box_iou takes boxes1 [..., N, 4] and boxes2 [..., M, 4], got {tuple(boxes1.shape)} and {tuple(boxes2.shape)}"
         )
     out_dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
-    b1, b2 = _upcast(boxes1), _upcast(boxes2)
-    area1 = _box_size(b1).prod(-1)  # [..., N]
-    area2 = _box_size(b2).prod(-1)  # [..., M]
-    upper_left = torch.max(b1[..., :, None, :2], b2[..., None, :, :2])  # [..., N, M, 2]
-    lower_right = torch.min(b1[..., :, None, 2:], b2[..., None, :, 2:])  # [..., N, M, 2]
-    inter = (lower_right - upper_left).clamp(min=0).prod(-1)  # [..., N, M]
-    union = area1[..., :, None] + area2[..., None, :] - inter  # [..., N, M]
-    # A zero union only happens with a zero intersection: dividing by 1 there gives 0
-    # and keeps gradients finite, where inter / union would give NaN.
-    iou = inter / torch.where(union > 0, union, torch.ones_like(union))
+    b1 = _upcast(boxes1)[..., :, None, :]  # [..., N, 1, 4]
+    b2 = _upcast(boxes2)[..., None, :, :]  # [..., 1, M, 4]
+    # One [..., N, M] plane per coordinate: cheaper than [..., N, M, 2] corner pairs
+    # (contiguous, and no reduction over a size-2 dimension).
+    inter_w = (torch.min(b1[..., 2], b2[..., 2]) - torch.max(b1[..., 0], b2[..., 0])).clamp_(min=0)
+    inter_h = (torch.min(b1[..., 3], b2[..., 3]) - torch.max(b1[..., 1], b2[..., 1])).clamp_(min=0)
+    inter = inter_w * inter_h  # [..., N, M]
+    union = _box_size(b1).prod(-1) + _box_size(b2).prod(-1) - inter  # [..., N, M]
+    # A zero union only comes with a zero intersection; clamping it to the smallest normal
+    # float gives 0 there (torchvision gives NaN) and keeps gradients finite.
+    iou = inter / union.clamp_(min=torch.finfo(union.dtype).tiny if union.is_floating_point() else 1)
     return iou.to(out_dtype) if out_dtype.is_floating_point else iou
 
 

@@ -104,3 +104,16 @@ def test_boxes_choose_another_example(opened: Page):
     )
     assert [t["name"] for t in box_traces(opened)] == ["cup", "saucer", "spoon"]
     assert_no_errors(opened)
+
+
+def test_boxes_upload_a_photo(opened: Page, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (640, 200), (30, 120, 200)).save(path)
+    opened.locator("#boxes-photo input[type=file]").set_input_files(str(path))
+    expect(opened.locator("#boxes-summary")).to_contain_text(re.compile(r"image 640 × 200 px"))
+    # the astronaut box (y2 = 512) now crosses the short photo's lower edge: flagged, drawn clipped
+    expect(opened.locator("#boxes-problems")).to_contain_text("extends outside the image (640 x 200 px): drawn clipped")
+    assert [t["dash"] for t in box_traces(opened)] == ["dash", "dash"]
+    assert_no_errors(opened)

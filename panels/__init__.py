@@ -1,5 +1,5 @@
 """Dashboard panels: one module per tab. Each has TITLE, TAB_ID and build()."""
 
-from . import boxes
+from . import anchors, boxes
 
-PANELS = (boxes,)
+PANELS = (boxes, anchors)

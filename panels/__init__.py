@@ -1,5 +1,5 @@
 """Dashboard panels: one module per tab. Each has TITLE, TAB_ID and build()."""
 
-from . import anchors, boxes
+from . import anchors, boxes, regions
 
-PANELS = (boxes, anchors)
+PANELS = (boxes, anchors, regions)

@@ -362,10 +362,10 @@ def build() -> None:
                                           elem_id="label-offsets")
             lb_inputs = [lb_photo, gt_table, anchor_table, lb_threshold, lb_step]
             lb_outputs = [lb_fig, lb_heat, lb_out, lb_summary, lb_step]
-            lb_step.release(render_labelling, lb_inputs, lb_outputs, api_name="anchor_labelling")
+            lb_step.input(render_labelling, lb_inputs, lb_outputs, api_name="anchor_labelling", trigger_mode="always_last")
             for control in (gt_table, anchor_table):
                 control.input(render_labelling, lb_inputs, lb_outputs, api_visibility="private")
-            lb_threshold.release(render_labelling, lb_inputs, lb_outputs, api_visibility="private")
+            lb_threshold.input(render_labelling, lb_inputs, lb_outputs, api_visibility="private", trigger_mode="always_last")
             lb_photo.upload(render_labelling, lb_inputs, lb_outputs, api_visibility="private")
             lb_play.click(play_labelling, lb_inputs[:-1], lb_outputs, api_name="anchor_labelling_play")
 
@@ -391,8 +391,8 @@ def build() -> None:
                                            elem_id="nms-detections")
             nms_inputs = [nms_photo, pred_table, nms_threshold, nms_step]
             nms_outputs = [nms_fig, nms_out, nms_summary, nms_step]
-            nms_step.release(render_nms, nms_inputs, nms_outputs, api_name="nms")
+            nms_step.input(render_nms, nms_inputs, nms_outputs, api_name="nms", trigger_mode="always_last")
             pred_table.input(render_nms, nms_inputs, nms_outputs, api_visibility="private")
-            nms_threshold.release(render_nms, nms_inputs, nms_outputs, api_visibility="private")
+            nms_threshold.input(render_nms, nms_inputs, nms_outputs, api_visibility="private", trigger_mode="always_last")
             nms_photo.upload(render_nms, nms_inputs, nms_outputs, api_visibility="private")
             nms_play.click(play_nms, nms_inputs[:-1], nms_outputs, api_name="nms_play")

@@ -74,11 +74,13 @@ def boxes_figure(
                 x=[x1, x2, x2, x1, x1],
                 y=[y1, y1, y2, y2, y1],
                 mode="lines",
-                line=dict(color=color, width=3, dash="dash" if dash else "solid"),
-                name=label,
+                line=dict(color=color, width=3 if label else 1, dash="dash" if dash else "solid"),
+                name=label or "box",
                 hovertemplate=f"{label}<br>x1 {x1:.1f}, y1 {y1:.1f}<br>x2 {x2:.1f}, y2 {y2:.1f}<extra></extra>",
             )
         )
+        if not label:
+            continue  # unlabelled boxes (e.g. hundreds of proposals) stay uncluttered
         fig.add_annotation(
             x=x1, y=y1, text=label, showarrow=False, xanchor="left", yanchor="top",
             font=dict(color="white", size=12), bgcolor=color, borderpad=2,

@@ -145,3 +145,14 @@ def test_anchors_sections_click_and_play(opened: Page):
     expect(opened.locator("#nms-detections")).to_contain_text("-1")
     assert_no_errors(opened)
     opened.screenshot(path=str(DOCS / "anchors-nms.png"), full_page=True)
+
+
+def test_regions_pick_a_proposal(opened: Page):
+    opened.get_by_role("tab", name="Regions").click()
+    expect(opened.locator("#regions-summary")).to_contain_text(re.compile(r"proposed \*?\*?\d+ regions"))
+    slider = opened.locator("#regions-index input[type=number]")
+    slider.fill("5")
+    slider.press("Enter")
+    expect(opened.locator("#regions-summary")).to_contain_text("Proposal 5:")
+    expect(opened.locator("#regions-table")).to_contain_text("col 1")
+    assert_no_errors(opened)

@@ -60,7 +60,7 @@ def test_readme_screenshots_exist():
 def test_vision_core_imports_without_ui_packages():
     code = (
         "import sys\n"
-        "for name in ('gradio', 'plotly', 'skimage', 'pandas'): sys.modules[name] = None\n"
+        "for name in ('gradio', 'plotly', 'skimage', 'pandas', 'cv2', 'd2l'): sys.modules[name] = None\n"
         "import vision_core\n"
         "print(vision_core.box_iou.__name__)\n"
     )

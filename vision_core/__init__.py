@@ -4,6 +4,18 @@ PyTorch and torchvision only: no UI code, so a learner can swap ``d2l.X`` for
 ``vision_core.X`` in a notebook and get the same tensors.
 """
 
+from . import anchors, boxes, device, examples, regions
+from .anchors import (
+    assign_anchor_to_bbox,
+    assign_anchor_trace,
+    multibox_detection,
+    multibox_prior,
+    multibox_target,
+    nms,
+    nms_trace,
+    offset_boxes,
+    offset_inverse,
+)
 from .boxes import (
     BOX_FORMATS,
     box_area,
@@ -18,8 +30,10 @@ from .boxes import (
     normalize_boxes,
 )
 from .device import autocast_dtype, describe_device, get_device, resolve_device, set_device
+from .regions import roi_align, roi_pool_grid, selective_search
 
 __all__ = [
+    # boxes (d2l 14.3)
     "BOX_FORMATS",
     "box_area",
     "box_center_to_corner",
@@ -31,6 +45,21 @@ __all__ = [
     "clip_boxes_to_image",
     "denormalize_boxes",
     "normalize_boxes",
+    # anchors (d2l 14.4)
+    "multibox_prior",
+    "assign_anchor_to_bbox",
+    "offset_boxes",
+    "offset_inverse",
+    "multibox_target",
+    "nms",
+    "multibox_detection",
+    "nms_trace",
+    "assign_anchor_trace",
+    # regions (d2l 14.8)
+    "selective_search",
+    "roi_pool_grid",
+    "roi_align",
+    # device
     "autocast_dtype",
     "describe_device",
     "get_device",

@@ -49,7 +49,8 @@ __all__ = [
 # --- argument checks ------------------------------------------------------------------------
 
 def _check_unit(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (Real, Tensor)):
+    scalar = isinstance(value, Real) or (isinstance(value, Tensor) and value.numel() == 1)
+    if isinstance(value, bool) or not scalar:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     value = float(value)
     if not 0.0 <= value <= 1.0:
@@ -162,6 +163,10 @@ def assign_anchor_to_bbox(
     once per box, so every box gets an anchor. Threshold: every other anchor gets the box it
     overlaps most if that IoU is at least ``iou_threshold``. Ties go to the first entry in
     anchor-major order, as the book's ``argmax`` does.
+
+    Two deliberate differences: two empty boxes have IoU 0 here, NaN in the book; and the
+    flat argmax index is split by integer division, where the book's float32 division can
+    name the wrong anchor once the matrix has more than ``2**24`` entries.
 
     Args:
         ground_truth (Tensor[G, 4]): ``xyxy`` boxes.
@@ -367,7 +372,7 @@ def multibox_target(anchors: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Te
     assigned_bb = gt.gather(1, gt_idx[:, :, None].expand(-1, -1, 4)).float()  # [B, A, 4]
     offsets = offset_boxes(anchors, assigned_bb)  # [B, A, 4]
     # where, not the book's multiply by the mask: background rows may hold log(0) or padding.
-    bbox_offset = torch.where(positive[:, :, None], offsets, torch.zeros((), dtype=offsets.dtype, device=offsets.device))
+    bbox_offset = torch.where(positive[:, :, None], offsets, offsets.new_zeros(()))
     bbox_mask = positive[:, :, None].float().expand(-1, -1, 4)
     class_labels = torch.where(positive, cls.gather(1, gt_idx).long() + 1, 0)
     return bbox_offset.reshape(batch, -1), bbox_mask.reshape(batch, -1), class_labels
@@ -406,7 +411,10 @@ def multibox_detection(
     :func:`offset_inverse` of its offsets; class-agnostic NMS over all anchors keeps some.
     Rows come kept-first by decreasing confidence, then the others by anchor index, with
     class ``-1``. Rows whose confidence is below ``pos_threshold`` also get class ``-1``,
-    and confidence ``1 - conf`` (the book's convention).
+    and confidence ``1 - conf`` (the book's convention). Kept rows with equal confidence
+    come by anchor index (the book's unstable ``argsort`` leaves that open), and NMS
+    compares IoUs computed in float64, the book in float32: they can disagree only for a
+    pair within about ``1e-7`` of ``nms_threshold``.
 
     Args:
         cls_probs (Tensor[B, C + 1, A]): class probabilities, background first.
@@ -441,11 +449,12 @@ def multibox_detection(
     class_id = torch.where(below, -1, class_id)
     conf = torch.where(below, 1 - conf, conf)
     out_dtype = torch.promote_types(conf.dtype, predicted_bb.dtype)
-    return torch.cat((class_id[:, :, None].to(out_dtype), conf[:, :, None].to(out_dtype), predicted_bb.to(out_dtype)), dim=-1)
+    columns = (class_id[:, :, None], conf[:, :, None], predicted_bb)
+    return torch.cat([c.to(out_dtype) for c in columns], dim=-1)
 
 
 def _nms_order(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tuple[Tensor, Tensor]:
-    """Class-agnostic NMS in each image of ``boxes [B, A, 4]`` with one torchvision call.
+    """Class-agnostic NMS in each image of ``boxes [B, A, 4]``, in one ``batched_nms`` call.
 
     Returns:
         (Tensor[B, A], Tensor[B, A]): per image, the anchor order of the book (kept anchors
@@ -454,21 +463,23 @@ def _nms_order(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tuple[Ten
     batch, num_anchors = scores.shape
     device = scores.device
     flat = boxes.reshape(-1, 4).double()
-    if batch > 1 and flat.numel():
-        # Shift each image into a band of its own so boxes of different images never overlap
-        # (torchvision's batched_nms trick, which assumes coordinates >= 0; predicted boxes
-        # can be negative). In float64 the shift costs no precision that matters.
-        low = flat.min()
-        span = flat.max() - low + 1
-        image = torch.arange(batch, device=device, dtype=flat.dtype).repeat_interleave(num_anchors)
-        flat = flat - low + (image * span)[:, None]
-    keep = torchvision.ops.nms(flat, scores.reshape(-1).double(), iou_threshold)  # [K], decreasing score
-    total = batch * num_anchors
-    # Sort key: a kept anchor's place in `keep`, else total + its index: kept ones first.
-    key = torch.arange(num_anchors, device=device).add(total).repeat(batch)
-    key[keep] = torch.arange(keep.numel(), device=device)
-    key = key.reshape(batch, num_anchors)
-    return key.argsort(dim=1), key < total
+    image = torch.arange(batch, device=device).repeat_interleave(num_anchors)  # [B*A]
+    if flat.numel():
+        # batched_nms may shift each group by `group * (max + 1)`, which keeps groups apart
+        # only for coordinates >= 0; predicted boxes can be negative, so translate first.
+        # Float64, so neither shift rounds the IoUs that decide what is kept.
+        flat = flat - flat.min()
+    keep = torchvision.ops.batched_nms(flat, scores.reshape(-1).double(), image, iou_threshold)
+    kept = torch.zeros(batch * num_anchors, dtype=torch.bool, device=device)
+    kept[keep] = True
+    kept = kept.reshape(batch, num_anchors)
+    # Order by our own sort rather than keep's, whose order among equal scores is unspecified:
+    # kept anchors by decreasing score (equal scores by index), then the rest by index.
+    by_score = scores.argsort(dim=1, descending=True, stable=True)  # [B, A]
+    ids = torch.arange(num_anchors, device=device).expand(batch, -1)
+    score_rank = torch.empty_like(by_score).scatter_(1, by_score, ids)  # inverse permutation
+    key = torch.where(kept, score_rank, num_anchors + ids)
+    return key.argsort(dim=1), kept
 
 
 # --- traces for stepping through the greedy algorithms --------------------------------------
@@ -528,8 +539,8 @@ class GreedyStep:
         gt: the column of that IoU.
         iou: the IoU taken (-1.0 when every entry was already discarded, which happens
             only with more boxes than anchors).
-        discarded_rows: anchors discarded so far, this one last.
-        discarded_columns: boxes discarded so far, this one last.
+        discarded_rows: anchors discarded so far, in the order they were discarded.
+        discarded_columns: boxes discarded so far, in the order they were discarded.
     """
 
     step: int

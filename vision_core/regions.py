@@ -351,7 +351,7 @@ def _pool_window(
     inside = inside.flatten(1, 2)[:, :, None]  # [K, max_h * max_w, 1]
     # The kernel starts from -FLT_MAX and keeps a value only if strictly greater, so NaN never
     # wins and a window of NaN / -inf yields -FLT_MAX with no argmax. Mirror that.
-    patch = patch.masked_fill(~inside, -math.inf)
+    patch = patch.masked_fill(~inside | torch.isnan(patch), -math.inf)
     best, flat = patch.max(dim=1)  # [K, C]; ties go to the first, as in the kernel's scan
     floor_value = torch.tensor(-torch.finfo(torch.float32).max, dtype=features.dtype, device=features.device)
     found = best > floor_value

@@ -1,0 +1,209 @@
+"""Regions panel (d2l 14.8): selective-search proposals, and RoI pooling of one of them beside RoIAlign.
+
+The feature map is a stand-in a learner can read: the photo's brightness averaged over
+``stride x stride`` blocks, so a proposal's window on the map covers what it covers on the
+photo. Selective search comes from OpenCV contrib; pooling from ``vision_core.regions``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from typing import Tuple
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+
+from vision_core.examples import EXAMPLES, load_example
+from vision_core.regions import SELECTIVE_SEARCH_MODES, roi_align, roi_pool_grid, selective_search
+
+from .common import as_rgb_image, shows_errors
+from .figures import boxes_figure
+
+TITLE = "Regions"
+TAB_ID = "regions"
+STRIDES = (8, 16, 32)
+MAX_TOP_K = 200
+_CACHE_SIZE = 8
+_proposal_cache: "OrderedDict[Tuple[str, str], Tuple[torch.Tensor, float]]" = OrderedDict()
+
+INTRO = """\
+**Region-based CNNs** (d2l 14.8). R-CNN starts from *region proposals*; here they come from
+selective search (OpenCV contrib). Pick a proposal and see **RoI pooling** cut its window on a
+feature map into an n × m grid and keep each cell's maximum, beside **RoIAlign**, which samples
+the window bilinearly instead of rounding it to whole cells. The feature map is a stand-in you
+can read: the photo's brightness averaged over stride × stride blocks.
+"""
+
+
+def proposals_for(rgb: np.ndarray, mode: str) -> Tuple[torch.Tensor, float, bool]:
+    """Selective-search proposals of a photo, cached per (photo, mode): ``(boxes [K, 4], seconds, cached)``."""
+    key = (hashlib.sha1(rgb.tobytes()).hexdigest() + str(rgb.shape), mode)
+    if key in _proposal_cache:
+        _proposal_cache.move_to_end(key)
+        boxes, seconds = _proposal_cache[key]
+        return boxes, seconds, True
+    start = time.perf_counter()
+    try:
+        boxes = selective_search(rgb, mode=mode, max_proposals=2000)
+    except ImportError as err:
+        raise ValueError(str(err)) from None
+    seconds = time.perf_counter() - start
+    _proposal_cache[key] = (boxes, seconds)
+    while len(_proposal_cache) > _CACHE_SIZE:
+        _proposal_cache.popitem(last=False)
+    return boxes, seconds, False
+
+
+def feature_map(rgb: np.ndarray, stride: int) -> torch.Tensor:
+    """The photo's brightness (0..1) averaged over ``stride x stride`` blocks: ``Tensor[1, 1, H/s, W/s]``."""
+    gray = torch.from_numpy(rgb).float().mul(torch.tensor([0.299, 0.587, 0.114])).sum(-1) / 255.0  # [H, W]
+    return F.avg_pool2d(gray[None, None], kernel_size=stride, stride=stride, ceil_mode=True)
+
+
+def _grid_figure(fmap: torch.Tensor, result, index_hint: str) -> go.Figure:
+    """The feature map, the RoI's window, its grid cells and each cell's maximum."""
+    z = fmap[0, 0].numpy()
+    fig = go.Figure(go.Heatmap(z=z, colorscale="Greys", reversescale=True, zmin=0, zmax=1, showscale=False,
+                               hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
+    ys, ye, xs, xe = result.roi_windows[0].tolist()
+    fig.add_shape(type="rect", x0=xs - 0.5, x1=xe - 0.5, y0=ys - 0.5, y1=ye - 0.5,
+                  line=dict(color="#ef6c00", width=4))
+    windows = result.windows[0].reshape(-1, 4).tolist()
+    for y0, y1, x0, x1 in windows:
+        if y1 > y0 and x1 > x0:
+            fig.add_shape(type="rect", x0=x0 - 0.5, x1=x1 - 0.5, y0=y0 - 0.5, y1=y1 - 0.5,
+                          line=dict(color="#1f5fbf", width=2, dash="dot"))
+    arg = result.argmax[0, 0].reshape(-1, 2)
+    found = arg[:, 0] >= 0
+    fig.add_trace(go.Scatter(
+        x=arg[found, 1].tolist(), y=arg[found, 0].tolist(), mode="markers",
+        marker=dict(symbol="star", size=16, color="#c62828", line=dict(color="white", width=1)),
+        name="cell maximum", hovertemplate="max at row %{y}, col %{x}<extra></extra>",
+    ))
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=36, b=10), showlegend=False,
+                      title=dict(text=f"Feature map {z.shape[0]} × {z.shape[1]}: {index_hint}", font=dict(size=13)))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_xaxes(constrain="domain")
+    return fig
+
+
+def _small_heatmap(values: np.ndarray, title: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=values, colorscale="Greys", reversescale=True, zmin=0, zmax=1, showscale=False,
+                               text=np.vectorize(lambda v: f"{v:.3f}")(values), texttemplate="%{text}",
+                               hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=36, b=10), title=dict(text=title, font=dict(size=13)))
+    fig.update_xaxes(dtick=1)
+    fig.update_yaxes(dtick=1)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_xaxes(constrain="domain")
+    return fig
+
+
+@shows_errors
+def render_regions(image, mode, top_k, index, stride, out_h, out_w):
+    """Proposals drawn over the photo; RoI pooling and RoIAlign of proposal ``index``.
+
+    Returns the proposals figure, the feature-map figure, the pooled and aligned grids, the
+    pooled values as a table, and a summary.
+    """
+    rgb = load_example("chelsea") if image is None else as_rgb_image(image, "photo")
+    if mode not in SELECTIVE_SEARCH_MODES:
+        raise ValueError(f"mode must be one of {', '.join(SELECTIVE_SEARCH_MODES)}, got {mode!r}")
+    if int(stride) not in STRIDES:
+        raise ValueError(f"stride must be one of {', '.join(map(str, STRIDES))}, got {stride}")
+    top_k, index, stride, out_h, out_w = int(top_k), int(index), int(stride), int(out_h), int(out_w)
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise ValueError(f"top K must be in 1..{MAX_TOP_K}, got {top_k}")
+    if not (1 <= out_h <= 7 and 1 <= out_w <= 7):
+        raise ValueError(f"the pooling grid must be 1..7 cells each way, got {out_h} x {out_w}")
+    boxes, seconds, cached = proposals_for(rgb, mode)
+    if len(boxes) == 0:
+        raise ValueError("selective search found no regions in this photo; try another photo or the quality mode")
+    shown = boxes[:top_k]
+    index = min(max(index, 0), len(shown) - 1)
+    chosen = shown[index]
+    labels = [""] * len(shown)
+    labels[index] = f"proposal {index}"
+    colors = ["rgba(255,255,255,0.8)"] * len(shown)
+    colors[index] = "#ef6c00"
+    order = [i for i in range(len(shown)) if i != index] + [index]  # draw the chosen one on top
+    proposals_fig = boxes_figure(rgb, shown[order].numpy(), [labels[i] for i in order], [colors[i] for i in order])
+
+    fmap = feature_map(rgb, stride)
+    rois = torch.cat([torch.zeros(1, 1), chosen[None].float()], dim=1)  # [1, 5] (batch, x1, y1, x2, y2)
+    result = roi_pool_grid(fmap, rois, (out_h, out_w), spatial_scale=1.0 / stride)
+    aligned = roi_align(fmap, rois, (out_h, out_w), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True)
+    pooled = result.pooled[0, 0].double().numpy()
+    x1, y1, x2, y2 = chosen.tolist()
+    ys, ye, xs, xe = result.roi_windows[0].tolist()
+    ye, xe = min(ye, fmap.shape[2]), min(xe, fmap.shape[3])  # the window as clipped to the map
+    grid_fig = _grid_figure(fmap, result, f"proposal {index} → rows {ys}..{ye - 1}, columns {xs}..{xe - 1}")
+    table = pd.DataFrame(pooled.round(4), columns=[f"col {j}" for j in range(out_w)])
+    table.insert(0, "row", list(range(out_h)))
+    summary = (
+        f"Selective search ({mode}) proposed **{len(boxes)} regions** in {seconds:.2f} s"
+        f"{' (cached)' if cached else ''}; the first {len(shown)} are drawn. "
+        f"Proposal {index}: ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}) px. "
+        f"On the {fmap.shape[2]} × {fmap.shape[3]} feature map (stride {stride}, spatial scale 1/{stride}) "
+        f"RoI pooling rounds it to rows {ys}..{ye - 1}, columns {xs}..{xe - 1} and splits that into "
+        f"{out_h} × {out_w} cells; each keeps its maximum (red stars). RoIAlign (right) samples the exact "
+        "window bilinearly instead, so nothing is rounded away."
+    )
+    return (
+        proposals_fig, grid_fig,
+        _small_heatmap(pooled, f"RoI pooling {out_h} × {out_w} (= torchvision roi_pool)"),
+        _small_heatmap(aligned[0, 0].double().numpy(), f"RoIAlign {out_h} × {out_w}"),
+        table, summary, gr.update(maximum=len(shown) - 1, value=index),
+    )
+
+
+@shows_errors
+def choose_example(name: str):
+    if name not in EXAMPLES:
+        raise ValueError(f"example must be one of {', '.join(EXAMPLES)}, got {name!r}")
+    return load_example(name)
+
+
+def build() -> None:
+    """Lay out the Regions tab and wire its events."""
+    photo0 = load_example("chelsea")
+    first = render_regions(photo0, "fast", 30, 0, 16, 2, 2)
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=4, min_width=300):
+            example = gr.Dropdown(list(EXAMPLES), value="chelsea", label="Example photo (offline)")
+            mode = gr.Radio(list(SELECTIVE_SEARCH_MODES), value="fast", label="Selective search mode")
+            top_k = gr.Slider(1, MAX_TOP_K, value=30, step=1, label="Proposals drawn (top K)")
+            index = gr.Slider(0, first[-1]["maximum"], value=0, step=1, label="Proposal to pool", elem_id="regions-index")
+            stride = gr.Radio(list(STRIDES), value=16, label="Feature map stride (pixels per cell)")
+            with gr.Row():
+                out_h = gr.Slider(1, 7, value=2, step=1, label="Grid rows n (the book: 2)")
+                out_w = gr.Slider(1, 7, value=2, step=1, label="Grid columns m (the book: 2)")
+            photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+                             label="Photo (upload to replace)", height=200, elem_id="regions-photo")
+        with gr.Column(scale=6, min_width=360):
+            summary = gr.Markdown(first[5], elem_id="regions-summary")
+            proposals = gr.Plot(first[0], label="Proposals (orange: the one being pooled)", elem_id="regions-figure")
+    with gr.Row():
+        grid = gr.Plot(first[1], label="RoI on the feature map: grid cells (blue) and each cell's maximum (red)",
+                       elem_id="regions-grid")
+        with gr.Column():
+            pooled = gr.Plot(first[2], label="RoI pooling", elem_id="regions-pooled")
+            aligned = gr.Plot(first[3], label="RoIAlign", elem_id="regions-aligned")
+    table = gr.Dataframe(first[4], interactive=False, label="Pooled values", elem_id="regions-table")
+    inputs = [photo, mode, top_k, index, stride, out_h, out_w]
+    outputs = [proposals, grid, pooled, aligned, table, summary, index]
+    example.input(choose_example, example, photo, api_visibility="private").then(
+        render_regions, inputs, outputs, api_visibility="private")
+    for control in (top_k, index, out_h, out_w):
+        control.input(render_regions, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    for control in (mode, stride):
+        control.input(render_regions, inputs, outputs, api_visibility="private")
+    photo.upload(render_regions, inputs, outputs, api_visibility="private")
+    gr.Button("Pool", visible=False).click(render_regions, inputs, outputs, api_name="regions")

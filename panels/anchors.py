@@ -29,7 +29,7 @@ from vision_core.boxes import box_iou, normalize_boxes
 from vision_core.examples import EXAMPLES, load_example
 
 from .box_table import parse_box_table
-from .common import as_rgb_image, parse_floats, shows_errors
+from .common import as_rgb_image, example_photo, parse_floats, shows_errors
 from .figures import FIGURE_HEIGHT, boxes_figure, color_for, draw_boxes
 
 TITLE = "Anchors"
@@ -143,45 +143,52 @@ def _boxes_from_table(table, size, what):
     return parsed
 
 
-def _iou_heatmap(iou: np.ndarray, anchor_names, gt_names, highlight=None, discarded_rows=(), discarded_cols=()):
-    z = iou.copy()
-    text = np.vectorize(lambda v: f"{v:.2f}")(iou)
-    for r in discarded_rows:
-        z[r, :] = np.nan
-    for c in discarded_cols:
-        z[:, c] = np.nan
+def _iou_heatmap(iou: np.ndarray, anchor_names, gt_names, highlight=None, discarded_rows=(), discarded_cols=(),
+                 marks=()):
+    """The anchors x ground-truth IoU matrix; discarded rows and columns greyed over, not hidden.
+
+    ``highlight`` (row, col) gets a red frame (the greedy pick), ``marks`` green frames
+    (assignments by threshold).
+    """
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(gt_names), y=list(anchor_names), text=text, texttemplate="%{text}", colorscale="Blues",
-        zmin=0, zmax=1, hovertemplate="anchor %{y}, ground truth %{x}: IoU %{text}<extra></extra>",
+        z=iou, x=list(gt_names), y=list(anchor_names), text=np.vectorize(lambda v: f"{v:.2f}")(iou),
+        texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
+        hovertemplate="anchor %{y}, ground truth %{x}: IoU %{text}<extra></extra>",
     ))
-    if highlight is not None:
-        r, c = highlight
-        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="#c62828", width=4))
-    fig.update_layout(height=min(FIGURE_HEIGHT, 120 + 40 * len(anchor_names)), margin=dict(l=10, r=10, t=30, b=10),
-                      title=dict(text="IoU: anchors × ground truth (greyed: discarded)", font=dict(size=13)))
+    n_rows, n_cols = iou.shape
+    grey = dict(type="rect", fillcolor="rgba(120,120,120,0.55)", line=dict(width=0), layer="above")
+    for r in discarded_rows:
+        fig.add_shape(x0=-0.5, x1=n_cols - 0.5, y0=r - 0.5, y1=r + 0.5, **grey)
+    for c in discarded_cols:
+        fig.add_shape(x0=c - 0.5, x1=c + 0.5, y0=-0.5, y1=n_rows - 0.5, **grey)
+    for (r, c), color in [(m, "#1a8a3a") for m in marks] + ([(highlight, "#c62828")] if highlight else []):
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color=color, width=4))
+    fig.update_layout(height=min(FIGURE_HEIGHT, 120 + 40 * n_rows), margin=dict(l=10, r=10, t=30, b=10),
+                      title=dict(text="IoU: anchors × ground truth (grey: discarded; red: greedy pick; "
+                                      "green: by threshold)", font=dict(size=13)))
     fig.update_yaxes(autorange="reversed")
     return fig
 
 
 def _label_frame(steps, k: int, anchors: Sequence[str], gts: Sequence[str]):
-    """What the first ``k`` steps of the trace have done: assignment, highlight, greyed rows/columns, text."""
+    """What the first ``k`` steps have done: (assignment, greedy pick, greyed rows, greyed columns,
+    threshold assignments, text)."""
     if k == 0:
-        return [-1] * len(anchors), None, (), (), "Step 0: nothing assigned yet; the greedy phase takes the largest IoU first."
+        return [-1] * len(anchors), None, (), (), (), "Step 0: nothing assigned yet; the greedy phase takes the largest IoU first."
     step = steps[k - 1]
     if isinstance(step, ThresholdStep):
         greedy = steps[-2] if len(steps) > 1 else None
         given = ", ".join(f"{anchors[a]} → {gts[g]} (IoU {v:.2f})" for a, g, v in step.assigned) or "none"
         text = f"Threshold phase: every other anchor whose best IoU ≥ {step.threshold:g} takes that box: {given}."
-        rows = greedy.discarded_rows if greedy else ()
-        cols = greedy.discarded_columns if greedy else ()
-        return list(step.assignment), None, rows, cols, text
+        rows = greedy.discarded_rows if greedy else ()  # anchors the greedy phase already placed
+        return list(step.assignment), None, rows, (), [(a, g) for a, g, _ in step.assigned], text
     assignment = [-1] * len(anchors)
     for s in steps[:k]:
         assignment[s.anchor] = s.gt
     a, g = anchors[step.anchor], gts[step.gt]
     text = (f"Greedy step {k}: the largest IoU left is {step.iou:.2f}, anchor {a} with {g}; "
             f"{a} gets {g}, then row {a} and column {g} are discarded.")
-    return assignment, (step.anchor, step.gt), step.discarded_rows, step.discarded_columns, text
+    return assignment, (step.anchor, step.gt), step.discarded_rows, step.discarded_columns, (), text
 
 
 @shows_errors
@@ -198,7 +205,7 @@ def render_labelling(image, gt_table, anchor_table, threshold, step):
     iou = box_iou(anc_n, gt_n).numpy()
     steps = assign_anchor_trace(gt_n, anc_n, iou_threshold=float(threshold))
     k = min(max(int(step), 0), len(steps))
-    state, highlight, rows, cols, text = _label_frame(steps, k, anc.labels, gt.labels)
+    state, highlight, rows, cols, marks, text = _label_frame(steps, k, anc.labels, gt.labels)
     classes = gt.labels
     labels = [f"{a}: {classes[j]}" if j >= 0 else f"{a}: background" for a, j in zip(anc.labels, state)]
     colors = [color_for(j) if j >= 0 else "#9e9e9e" for j in state]
@@ -217,7 +224,7 @@ def render_labelling(image, gt_table, anchor_table, threshold, step):
     table.insert(0, "assigned", [classes[j] if j >= 0 else "background" for j in final.tolist()])
     table.insert(0, "anchor", anc.labels)
     summary = f"**Step {k} of {len(steps)}.** {text}"
-    return fig, _iou_heatmap(iou, anc.labels, classes, highlight, rows, cols), table, summary, gr.update(maximum=len(steps), value=k)
+    return fig, _iou_heatmap(iou, anc.labels, classes, highlight, rows, cols, marks), table, summary, gr.update(maximum=len(steps), value=k)
 
 
 def play_labelling(image, gt_table, anchor_table, threshold):
@@ -320,6 +327,7 @@ def build() -> None:
                         cell_row = gr.Number(1, precision=0, label="Cell row", minimum=0)
                         cell_col = gr.Number(1, precision=0, label="Cell column", minimum=0)
                     tinyssd = gr.Checkbox(False, label="Overlay TinySSD's five anchor scales (at the centre)")
+                    ab_example = gr.Dropdown(list(EXAMPLES), value="astronaut", label="Example photo (offline)")
                     ab_photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                                         label="Photo (upload to replace)", height=200)
                 with gr.Column(scale=6, min_width=360):
@@ -336,6 +344,8 @@ def build() -> None:
             for control in (sizes, ratios, cell_row, cell_col):
                 control.submit(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
             ab_photo.upload(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
+            ab_example.input(example_photo, ab_example, ab_photo, api_visibility="private").then(
+                render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
             ab_view.select(click_to_cell, [ab_photo, fmap_h, fmap_w], [cell_row, cell_col],
                            api_visibility="private").then(render_anchor_boxes, ab_inputs, ab_outputs,
                                                           api_visibility="private")

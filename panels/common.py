@@ -80,3 +80,11 @@ def parse_floats(text: Any, name: str, low: float, high: float, max_count: int =
             raise ValueError(f"{name}: each value must be in ({low:g}, {high:g}], got {value:g}")
         values.append(value)
     return values
+
+
+@shows_errors
+def example_photo(name: str) -> np.ndarray:
+    """An offline example photo by name, for an example dropdown's event."""
+    from vision_core.examples import load_example
+
+    return load_example(name)

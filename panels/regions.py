@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from vision_core.examples import EXAMPLES, load_example
 from vision_core.regions import SELECTIVE_SEARCH_MODES, roi_align, roi_pool_grid, selective_search
 
-from .common import as_rgb_image, shows_errors
+from .common import as_rgb_image, example_photo, shows_errors
 from .figures import boxes_figure
 
 TITLE = "Regions"
@@ -163,13 +163,6 @@ def render_regions(image, mode, top_k, index, stride, out_h, out_w):
     )
 
 
-@shows_errors
-def choose_example(name: str):
-    if name not in EXAMPLES:
-        raise ValueError(f"example must be one of {', '.join(EXAMPLES)}, got {name!r}")
-    return load_example(name)
-
-
 def build() -> None:
     """Lay out the Regions tab and wire its events."""
     photo0 = load_example("chelsea")
@@ -199,7 +192,7 @@ def build() -> None:
     table = gr.Dataframe(first[4], interactive=False, label="Pooled values", elem_id="regions-table")
     inputs = [photo, mode, top_k, index, stride, out_h, out_w]
     outputs = [proposals, grid, pooled, aligned, table, summary, index]
-    example.input(choose_example, example, photo, api_visibility="private").then(
+    example.input(example_photo, example, photo, api_visibility="private").then(
         render_regions, inputs, outputs, api_visibility="private")
     for control in (top_k, index, out_h, out_w):
         control.input(render_regions, inputs, outputs, api_visibility="private", trigger_mode="always_last")

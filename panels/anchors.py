@@ -8,7 +8,7 @@ non-maximum suppression (stepped), ending in the book's ``multibox_detection`` t
 from __future__ import annotations
 
 import time
-from typing import Any, List, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import gradio as gr
 import numpy as np
@@ -227,16 +227,6 @@ def render_labelling(image, gt_table, anchor_table, threshold, step):
     return fig, _iou_heatmap(iou, anc.labels, classes, highlight, rows, cols, marks), table, summary, gr.update(maximum=len(steps), value=k)
 
 
-def play_labelling(image, gt_table, anchor_table, threshold):
-    """Stream every step of the assignment, a frame per step."""
-    outputs = render_labelling(image, gt_table, anchor_table, threshold, 0)
-    total = outputs[-1]["maximum"]
-    yield outputs
-    for k in range(1, total + 1):
-        time.sleep(PLAY_DELAY)
-        yield render_labelling(image, gt_table, anchor_table, threshold, k)
-
-
 # --- non-maximum suppression -------------------------------------------------------------------
 
 def _predictions(table, size):
@@ -291,13 +281,21 @@ def render_nms(image, pred_table, threshold, step):
     return fig, table, f"**Step {k} of {len(steps)}.** {text}", gr.update(maximum=len(steps), value=k)
 
 
-def play_nms(image, pred_table, threshold):
-    outputs = render_nms(image, pred_table, threshold, 0)
-    total = outputs[-1]["maximum"]
-    yield outputs
-    for k in range(1, total + 1):
-        time.sleep(PLAY_DELAY)
-        yield render_nms(image, pred_table, threshold, k)
+def play_steps(render):
+    """A generator function that streams ``render(*args, step)`` for step 0, 1, ... to the last."""
+
+    def play(*args):
+        outputs = render(*args, 0)
+        yield outputs
+        for k in range(1, outputs[-1]["maximum"] + 1):
+            time.sleep(PLAY_DELAY)
+            yield render(*args, k)
+
+    return play
+
+
+play_labelling = play_steps(render_labelling)
+play_nms = play_steps(render_nms)
 
 
 # --- layout ------------------------------------------------------------------------------------
@@ -305,6 +303,27 @@ def play_nms(image, pred_table, threshold):
 def _table(value, headers, elem_id, label, datatype=None):
     return gr.Dataframe(value=value, headers=headers, datatype=datatype or ["str"] + ["number"] * (len(headers) - 1),
                         type="array", interactive=True, label=label, elem_id=elem_id)
+
+
+def _stepping_controls(threshold_label: str, max_steps: int, prefix: str, photo0: np.ndarray):
+    """Threshold slider, step slider with a Play button, and a photo upload."""
+    threshold = gr.Slider(0, 1, value=0.5, step=0.05, label=threshold_label)
+    with gr.Row():
+        step = gr.Slider(0, max_steps, value=0, step=1, label="Step", elem_id=f"{prefix}-step")
+        play = gr.Button("▶ Play", variant="primary", elem_id=f"{prefix}-play")
+    photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+                     label="Photo (upload to replace)", height=200)
+    return threshold, step, play, photo
+
+
+def _wire_stepping(render, player, inputs, outputs, tables, threshold, step, play, photo, api_name: str):
+    """Re-render on any edit; the step slider and Play are the section's API endpoints."""
+    step.input(render, inputs, outputs, api_name=api_name, trigger_mode="always_last")
+    threshold.input(render, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    for table in tables:
+        table.input(render, inputs, outputs, api_visibility="private")
+    photo.upload(render, inputs, outputs, api_visibility="private")
+    play.click(player, inputs[:-1], outputs, api_name=f"{api_name}_play")
 
 
 def build() -> None:
@@ -358,12 +377,8 @@ def build() -> None:
                     gt_table = _table(LABEL_GT, ["class", "x1", "y1", "x2", "y2"], "label-gt", "Ground truth (pixels)")
                     anchor_table = _table(LABEL_ANCHORS, ["anchor", "x1", "y1", "x2", "y2"], "label-anchors",
                                           "Anchors (pixels)")
-                    lb_threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="IoU threshold (the book: 0.5)")
-                    with gr.Row():
-                        lb_step = gr.Slider(0, first[-1]["maximum"], value=0, step=1, label="Step", elem_id="label-step")
-                        lb_play = gr.Button("▶ Play", variant="primary", elem_id="label-play")
-                    lb_photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
-                                        label="Photo (upload to replace)", height=200)
+                    lb_threshold, lb_step, lb_play, lb_photo = _stepping_controls(
+                        "IoU threshold (the book: 0.5)", first[-1]["maximum"], "label", photo0)
                 with gr.Column(scale=6, min_width=360):
                     lb_summary = gr.Markdown(first[3], elem_id="label-summary")
                     lb_fig = gr.Plot(first[0], label="Anchors coloured by the class they are assigned", elem_id="label-figure")
@@ -372,12 +387,8 @@ def build() -> None:
                                           elem_id="label-offsets")
             lb_inputs = [lb_photo, gt_table, anchor_table, lb_threshold, lb_step]
             lb_outputs = [lb_fig, lb_heat, lb_out, lb_summary, lb_step]
-            lb_step.input(render_labelling, lb_inputs, lb_outputs, api_name="anchor_labelling", trigger_mode="always_last")
-            for control in (gt_table, anchor_table):
-                control.input(render_labelling, lb_inputs, lb_outputs, api_visibility="private")
-            lb_threshold.input(render_labelling, lb_inputs, lb_outputs, api_visibility="private", trigger_mode="always_last")
-            lb_photo.upload(render_labelling, lb_inputs, lb_outputs, api_visibility="private")
-            lb_play.click(play_labelling, lb_inputs[:-1], lb_outputs, api_name="anchor_labelling_play")
+            _wire_stepping(render_labelling, play_labelling, lb_inputs, lb_outputs, (gt_table, anchor_table),
+                           lb_threshold, lb_step, lb_play, lb_photo, "anchor_labelling")
 
         with gr.Tab("NMS", id="nms"):
             first = render_nms(photo0, NMS_PRED, 0.5, 0)
@@ -386,12 +397,8 @@ def build() -> None:
                     pred_table = _table(NMS_PRED, ["x1", "y1", "x2", "y2", "p(astronaut)", "p(shuttle)"], "nms-pred",
                                         "Predicted boxes (pixels) and class probabilities",
                                         datatype=["number"] * 6)
-                    nms_threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="NMS IoU threshold (the book: 0.5)")
-                    with gr.Row():
-                        nms_step = gr.Slider(0, first[-1]["maximum"], value=0, step=1, label="Step", elem_id="nms-step")
-                        nms_play = gr.Button("▶ Play", variant="primary", elem_id="nms-play")
-                    nms_photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
-                                         label="Photo (upload to replace)", height=200)
+                    nms_threshold, nms_step, nms_play, nms_photo = _stepping_controls(
+                        "NMS IoU threshold (the book: 0.5)", first[-1]["maximum"], "nms", photo0)
                 with gr.Column(scale=6, min_width=360):
                     nms_summary = gr.Markdown(first[2], elem_id="nms-summary")
                     nms_fig = gr.Plot(first[0], label="green kept · orange current · red dashed suppressed · grey waiting",
@@ -401,8 +408,5 @@ def build() -> None:
                                            elem_id="nms-detections")
             nms_inputs = [nms_photo, pred_table, nms_threshold, nms_step]
             nms_outputs = [nms_fig, nms_out, nms_summary, nms_step]
-            nms_step.input(render_nms, nms_inputs, nms_outputs, api_name="nms", trigger_mode="always_last")
-            pred_table.input(render_nms, nms_inputs, nms_outputs, api_visibility="private")
-            nms_threshold.input(render_nms, nms_inputs, nms_outputs, api_visibility="private", trigger_mode="always_last")
-            nms_photo.upload(render_nms, nms_inputs, nms_outputs, api_visibility="private")
-            nms_play.click(play_nms, nms_inputs[:-1], nms_outputs, api_name="nms_play")
+            _wire_stepping(render_nms, play_nms, nms_inputs, nms_outputs, (pred_table,),
+                           nms_threshold, nms_step, nms_play, nms_photo, "nms")

@@ -33,6 +33,7 @@ def assert_no_errors(page: Page):
 
 def box_traces(page: Page):
     """The plotly traces of the Boxes figure, as the browser holds them."""
+    page.wait_for_function("() => document.querySelector('#boxes-figure .js-plotly-plot')?.data")
     return page.evaluate(
         """() => Array.from(document.querySelector('#boxes-figure .js-plotly-plot').data)
                   .filter(t => t.type === 'scatter').map(t => ({name: t.name, x: t.x, dash: t.line.dash}))"""
@@ -42,9 +43,10 @@ def box_traces(page: Page):
 def edit_cell(page: Page, table: str, row: int, col: int, text: str):
     cell = page.locator(table).get_by_test_id(f"cell-{row}-{col}")
     cell.dblclick()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(text)
-    page.keyboard.press("Enter")
+    editor = cell.locator("input, textarea").first
+    expect(editor).to_be_focused()
+    editor.fill(text)  # replaces the cell's text, whatever the caret did
+    editor.press("Enter")
 
 
 def test_every_tab_opens_without_errors(opened: Page, app_url):
@@ -113,6 +115,9 @@ def test_boxes_upload_a_photo(opened: Page, tmp_path):
     expect(opened.locator("#boxes-summary")).to_contain_text(re.compile(r"image 640 × 200 px"))
     # the astronaut box (y2 = 512) now crosses the short photo's lower edge: flagged, drawn clipped
     expect(opened.locator("#boxes-problems")).to_contain_text("extends outside the image (640 x 200 px): drawn clipped")
+    opened.wait_for_function(
+        "() => document.querySelector('#boxes-figure .js-plotly-plot')?.data?.filter(t => t.line?.dash === 'dash').length === 2"
+    )
     assert [t["dash"] for t in box_traces(opened)] == ["dash", "dash"]
     assert_no_errors(opened)
 

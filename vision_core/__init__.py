@@ -4,7 +4,6 @@ PyTorch and torchvision only: no UI code, so a learner can swap ``d2l.X`` for
 ``vision_core.X`` in a notebook and get the same tensors.
 """
 
-from . import anchors, boxes, device, examples, regions
 from .anchors import (
     assign_anchor_to_bbox,
     assign_anchor_trace,

@@ -358,7 +358,7 @@ def multibox_target(anchors: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Te
     if not isinstance(labels, Tensor) or labels.dim() != 3 or labels.shape[-1] != 5:
         shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"labels must have shape [B, G, 5] (rows class, x1, y1, x2, y2), got {shape}")
-    batch, num_anchors = labels.shape[0], anchors.shape[0]
+    batch = labels.shape[0]
     labels = labels.to(anchors.device)
     if labels.shape[1] == 0:
         # One padding row keeps the gathers below well-defined.

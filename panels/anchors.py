@@ -360,8 +360,12 @@ def build() -> None:
             ab_outputs = [ab_view, ab_table, ab_summary]
             for control in (fmap_h, fmap_w, tinyssd):
                 control.change(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
-            for control in (sizes, ratios, cell_row, cell_col):
+            for control in (sizes, ratios):  # on Enter or leaving the box, not on every keystroke
                 control.submit(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
+                control.blur(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
+            for control in (cell_row, cell_col):
+                control.input(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private",
+                              trigger_mode="always_last")
             ab_photo.upload(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
             ab_example.input(example_photo, ab_example, ab_photo, api_visibility="private").then(
                 render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")

@@ -74,3 +74,35 @@ def test_nms_bad_probabilities(client):
     preds = table([[1, 1, 50, 50, 0.9, 0.5]], ["x1", "y1", "x2", "y2", "p(astronaut)", "p(shuttle)"])
     with pytest.raises(AppError, match="summing to at most 1"):
         client.predict(None, preds, 0.5, 0, api_name="/nms")
+
+
+GT_HEADERS = ["class", "x1", "y1", "x2", "y2"]
+ANC_HEADERS = ["anchor", "x1", "y1", "x2", "y2"]
+GOOD_GT, GOOD_ANC = table(A.LABEL_GT, GT_HEADERS), table(A.LABEL_ANCHORS, ANC_HEADERS)
+
+
+@pytest.mark.parametrize(
+    "api, args, message",
+    [
+        ("/anchor_labelling", (None, table([], GT_HEADERS), GOOD_ANC, 0.5, 0), "ground truth: give at least one box"),
+        ("/anchor_labelling", (None, table([["far", 900, 900, 950, 950]], GT_HEADERS), GOOD_ANC, 0.5, 0),
+         "ground truth row 1: outside the image"),
+        ("/anchor_labelling", (None, GOOD_GT, table([["a", 1, "x", 3, 4]], ANC_HEADERS), 0.5, 0),
+         r"anchors row 1: y1 is not a number \('x'\)"),
+        ("/anchor_labelling", (None, GOOD_GT, GOOD_ANC, 1.5, 0), "greater than maximum value 1"),
+        ("/anchor_labelling", (None, GOOD_GT, GOOD_ANC, -0.1, 0), "less than minimum value 0"),
+        ("/anchor_boxes", (None, 4, 4, "0.5", "0", 0, 0, False), r"ratios: each value must be in \(0, 10\]"),
+        ("/anchor_boxes", (None, 4, 4, "0", "1", 0, 0, False), r"sizes: each value must be in \(0, 1\]"),
+        ("/anchor_boxes", (None, 100000, 4, "0.5", "1", 0, 0, False), "greater than maximum value 64"),
+        ("/nms", (None, table([["a", 1, 2, 3, 0.5, 0.5]], ["x1", "y1", "x2", "y2", "p1", "p2"]), 0.5, 0),
+         "predictions row 1: x1 is not a number"),
+        ("/nms", (None, table([], ["x1", "y1", "x2", "y2", "p1", "p2"]), 0.5, 0), "predictions: give at least one box"),
+    ],
+)
+def test_bad_input_gets_a_message_and_the_server_keeps_serving(client, api, args, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name=api)
+    *_, summary, step = client.predict(None, GOOD_GT, GOOD_ANC, 0.5, 1, api_name="/anchor_labelling")
+    assert "Step 1 of 3" in summary

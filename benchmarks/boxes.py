@@ -1,6 +1,6 @@
 """Box conversion and IoU: vision_core against torchvision.ops and the book's functions (d2l).
 
-    python -m benchmarks.bench_boxes
+    python -m benchmarks.boxes
 
 Every row is measured in this run, on the named device; ratio = baseline time / ours
 (above 1: ours is faster).

@@ -97,7 +97,9 @@ def render_anchor_boxes(image, fmap_h, fmap_w, sizes_text, ratios_text, cell_row
     scale = torch.tensor([img_w, img_h, img_w, img_h], dtype=torch.float32)
     cell = anchors_at(h, w, sizes, ratios)[row, col] * scale  # [n+m-1, 4] pixels
     names = [f"s={s:g}, r={ratios[0]:g}" for s in sizes] + [f"s={sizes[0]:g}, r={r:g}" for r in ratios[1:]]
-    boxes, colors, labels = [cell], [color_for(i) for i in range(len(cell))], list(names)
+    # The feature-map cell itself, in white, so the click and the anchors' centre are visible.
+    cell_box = torch.tensor([[col * img_w / w, row * img_h / h, (col + 1) * img_w / w, (row + 1) * img_h / h]])
+    boxes, colors, labels = [cell, cell_box], [color_for(i) for i in range(len(cell))] + ["white"], names + ["cell"]
     if tinyssd:
         # Each TinySSD stage's anchors at the image centre, one colour per stage.
         for stage, (fm, stage_sizes) in enumerate(zip(TINYSSD_FMAPS, TINYSSD_SIZES)):

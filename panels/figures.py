@@ -100,20 +100,25 @@ def boxes_figure(
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], width: int = 2,
-               labels: Optional[Sequence[str]] = None) -> np.ndarray:
+               labels: Optional[Sequence[str]] = None, min_side: int = 0) -> np.ndarray:
     """Boxes burnt into a copy of the photo (for clickable ``gr.Image`` views), via torchvision.
 
     Args:
         image: ``[H, W, 3]`` uint8 RGB.
         boxes: ``[K, 4]`` corner-format boxes in pixels (clipped to the image here).
+        min_side: small images are first enlarged (nearest neighbour, whole factor) until
+            their shorter side reaches this, so labels stay legible on a 256 px image.
     """
     import torch
     from torchvision.utils import draw_bounding_boxes
 
+    factor = max(1, min_side // min(image.shape[:2])) if min_side else 1
+    if factor > 1:
+        image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
     h, w = image.shape[:2]
     if len(boxes) == 0:
         return image
-    t = torch.as_tensor(np.asarray(boxes, dtype=np.float32))
+    t = torch.as_tensor(np.asarray(boxes, dtype=np.float32)) * factor
     t[:, 0::2] = t[:, 0::2].clamp(0, w - 1)
     t[:, 1::2] = t[:, 1::2].clamp(0, h - 1)
     out = draw_bounding_boxes(

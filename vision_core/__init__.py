@@ -30,6 +30,7 @@ from .boxes import (
 )
 from .device import autocast_dtype, describe_device, get_device, resolve_device, set_device
 from .regions import roi_align, roi_pool_grid, selective_search
+from .ssd import TinySSD, predict, train_ssd
 
 __all__ = [
     # boxes (d2l 14.3)
@@ -58,6 +59,10 @@ __all__ = [
     "selective_search",
     "roi_pool_grid",
     "roi_align",
+    # SSD (d2l 14.7)
+    "TinySSD",
+    "predict",
+    "train_ssd",
     # device
     "autocast_dtype",
     "describe_device",

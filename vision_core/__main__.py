@@ -1,0 +1,317 @@
+"""The command line: ``python -m vision_core``.
+
+Subcommands (each with ``--help``)::
+
+    train ssd   [--epochs 20] [--batch-size 32] [--lr 0.2] [--seed 0] [--data-seed 0] [--data DIR]
+                [--device auto|cpu|cuda|mps] [--save/--no-save] [--weights-dir DIR]
+    detect IMAGE [--threshold 0.9] [--weights tiny_ssd_bananas] [--weights-dir DIR] [--device ...]
+    weights list   [--weights-dir DIR]
+    weights verify [NAME] [--weights-dir DIR]
+    data bananas   [--out DIR] [--seed 0]
+
+Ranges are checked here, where input enters; a bad value exits with status 2 and a message
+naming the option and its range. Long jobs draw a progress bar on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from .device import DEVICE_CHOICES
+
+PROG = "python -m vision_core"
+
+
+# --- option types: argparse turns ArgumentTypeError into "argument --x: message", status 2 ---
+
+def _int_in(name: str, lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{lo}, {hi}], got {text!r}")
+        return value
+    return parse
+
+
+def _float_in(name: str, lo: float, hi: float, lo_open: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        ok = (lo < value if lo_open else lo <= value) and value <= hi  # False for NaN
+        if not ok:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {text!r}")
+        return value
+    return parse
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+def _add_weights_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
+                        help="weights registry folder holding manifest.json (default: the project's pretrained/)")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                        help="where to run: auto picks cuda > mps > cpu (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m vision_core`` parser with all subcommands."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Vision Lab's library from the command line: "
+                                     "train and run the book's TinySSD, manage weights and data.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train", help="train a model", description="Train a model.")
+    models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
+    ssd = models.add_parser("ssd", help="the book's TinySSD on the synthetic banana data (d2l 14.7)",
+                            description="Train TinySSD on the banana data as the book does (SGD, its loss), "
+                            "evaluate it on the val split and record it in the weights registry.")
+    ssd.add_argument("--epochs", type=_int_in("epochs", 1, 500), default=20, help="1..500 (default: 20)")
+    ssd.add_argument("--batch-size", type=_int_in("batch size", 1, 1024), default=32, help="1..1024 (default: 32)")
+    ssd.add_argument("--lr", type=_float_in("lr", 0.0, 10.0, lo_open=True), default=0.2,
+                     help="SGD learning rate in (0, 10] (default: 0.2)")
+    ssd.add_argument("--seed", type=_int_in("seed", 0, 2**31 - 1), default=0,
+                     help="seeds the initial weights and the shuffling (default: 0)")
+    ssd.add_argument("--data-seed", type=_int_in("data seed", 0, 2**31 - 1), default=0,
+                     help="seed of the generated banana data, cached on first use (default: 0)")
+    ssd.add_argument("--data", type=Path, default=None, metavar="DIR",
+                     help="read this folder in the book's banana-detection layout instead of the cache")
+    ssd.add_argument("--init", default=None, metavar="NAME",
+                     help="start from these registered weights (sha256-checked) instead of random ones; "
+                     "the manifest then records the chain of commands")
+    _add_device(ssd)
+    ssd.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
+                     help="record the weights as tiny_ssd_bananas in the registry (default: --save)")
+    _add_weights_dir(ssd)
+    ssd.set_defaults(func=_cmd_train_ssd)
+
+    detect = commands.add_parser("detect", help="detect bananas in an image with the trained TinySSD",
+                                 description="Run the registered TinySSD on an image and print one row per "
+                                 "detection: class, score, x1, y1, x2, y2 (pixels).")
+    detect.add_argument("image", type=Path, metavar="IMAGE", help="a PNG, JPEG, GIF or WebP file")
+    detect.add_argument("--threshold", type=_float_in("threshold", 0.0, 1.0), default=0.9,
+                        help="minimum score, in [0, 1] (default: 0.9)")
+    detect.add_argument("--weights", default="tiny_ssd_bananas", metavar="NAME",
+                        help="registry name (default: tiny_ssd_bananas)")
+    _add_weights_dir(detect)
+    _add_device(detect)
+    detect.set_defaults(func=_cmd_detect)
+
+    weights = commands.add_parser("weights", help="list or verify the weights registry",
+                                  description="The weights registry (manifest.json).")
+    actions = weights.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="list the registered weights", description="List the registry.")
+    _add_weights_dir(listing)
+    listing.set_defaults(func=_cmd_weights_list)
+    verify = actions.add_parser("verify", help="check files against the manifest's size and sha256",
+                                description="Check weight files against the manifest (all when NAME is omitted).")
+    verify.add_argument("name", nargs="?", default=None, metavar="NAME", help="one registry name (default: all)")
+    _add_weights_dir(verify)
+    verify.set_defaults(func=_cmd_weights_verify)
+
+    data = commands.add_parser("data", help="generate data sets", description="Generate data sets offline.")
+    sets = data.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    bananas = sets.add_parser("bananas", help="the synthetic banana-detection data (1000 train / 100 val)",
+                              description="Generate the synthetic banana-detection data in the book's layout. "
+                              "Without --out, fill the cache that `train ssd --data-seed SEED` reads "
+                              "($VISION_LAB_DATA, default ~/.cache/vision_lab).")
+    bananas.add_argument("--out", type=Path, default=None, metavar="DIR", help="folder to write (default: the cache)")
+    bananas.add_argument("--seed", type=_int_in("seed", 0, 2**31 - 1), default=0, help="data seed (default: 0)")
+    bananas.set_defaults(func=_cmd_data_bananas)
+    return parser
+
+
+# --- commands -------------------------------------------------------------------------------
+
+class _CountBar:
+    """A ``progress(done, total)`` callback drawing a throttled counter on stderr."""
+
+    def __init__(self, label: str):
+        self.label, self.shown = label, 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.shown >= 0.2 or done == total:
+            self.shown = now
+            sys.stderr.write(f"\r{self.label} {done}/{total}")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _train_command(args: argparse.Namespace) -> str:
+    # The options that decide the weights, all spelled out, so the manifest's command reruns as is.
+    parts = ["python", "-m", "vision_core", "train", "ssd", "--epochs", str(args.epochs),
+             "--batch-size", str(args.batch_size), "--lr", repr(args.lr), "--seed", str(args.seed),
+             "--data-seed", str(args.data_seed), "--device", args.device]
+    if args.data is not None:
+        parts += ["--data", str(args.data)]
+    if args.init is not None:
+        parts += ["--init", args.init]
+    return shlex.join(parts)
+
+
+def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+
+    from .bananas import load_bananas
+    from .device import describe_device, resolve_device
+    from .progress import run_with_bar
+    from .ssd import TinySSD, evaluate_ssd, save_tiny_ssd, train_ssd
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
+    where = str(args.data) if args.data is not None else f"generated, data seed {args.data_seed}"
+    print(f"data: banana detection ({where}); device: {describe_device(device)}", file=sys.stderr)
+    train = load_bananas(args.data, "train", args.data_seed, progress=_CountBar("generating bananas"))
+    val = load_bananas(args.data, "val", args.data_seed)
+    torch.manual_seed(args.seed)  # the initial weights
+    net = TinySSD(1)
+    previous = None
+    if args.init is not None:
+        from .ssd import load_tiny_ssd
+        from .weights import WeightsError
+
+        try:
+            net, previous = load_tiny_ssd(args.init, directory=args.weights_dir)
+        except WeightsError as err:
+            parser.error(f"--init: {err}")
+    start = time.perf_counter()
+    last = run_with_bar(train_ssd(train, val, net=net, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                  device=device, seed=args.seed))
+    seconds = time.perf_counter() - start
+    try:
+        metrics = evaluate_ssd(net, *val, device=device)
+    except ImportError as err:
+        print(f"note: {err}; reporting the book's metrics only", file=sys.stderr)
+        metrics = evaluate_ssd(net, *val, device=device, with_map=False)
+    metrics = {**{f"val_{k}": v for k, v in metrics.items()},
+               "train_class_err": last.metrics["class_err"], "train_bbox_mae": last.metrics["bbox_mae"],
+               "epochs": args.epochs, "train_seconds": round(seconds, 1)}
+    for key, value in metrics.items():
+        print(f"{key:16s} {value:.4g}")
+    if args.save:
+        description = (f"TinySSD (d2l 14.7) trained on the synthetic banana data, {args.epochs} epochs "
+                       f"on {describe_device(device)} in {seconds:.0f} s")
+        command = _train_command(args)
+        if previous is not None:  # the whole chain, oldest first, so the file can be made again
+            command = f"{previous.source.get('command', '?')} && {command}"
+            metrics["epochs"] = previous.metrics.get("epochs", 0) + args.epochs
+            metrics["train_seconds"] = round(previous.metrics.get("train_seconds", 0) + seconds, 1)
+            description += f", continued from {previous.name} (sha256 {previous.sha256[:12]})"
+        entry = save_tiny_ssd(net, metrics, command, args.data_seed, directory=args.weights_dir,
+                              description=description)
+        folder = args.weights_dir or "pretrained"
+        print(f"saved {entry.name}: {folder}/{entry.file} ({entry.bytes:,} bytes, sha256 {entry.sha256[:12]}...)")
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from torchvision.io import ImageReadMode, decode_image
+
+    from .device import resolve_device
+    from .ssd import load_tiny_ssd, predict
+    from .weights import WeightsError
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
+    if not args.image.is_file():
+        parser.error(f"IMAGE {str(args.image)!r} is not a file")
+    try:
+        image = decode_image(str(args.image), mode=ImageReadMode.RGB)
+    except RuntimeError as err:
+        parser.error(f"IMAGE {str(args.image)!r} could not be decoded as PNG, JPEG, GIF or WebP: {err}")
+    try:
+        net, entry = load_tiny_ssd(args.weights, args.weights_dir, device=device)
+    except WeightsError as err:
+        print(f"error: {err}\nTrain and register them with: {PROG} train ssd", file=sys.stderr)
+        return 1
+    rows = predict(net, image, threshold=args.threshold)[0]
+    print(f"# {args.image} ({image.shape[2]} x {image.shape[1]}), weights {entry.name}, score >= {args.threshold:g}")
+    print("class score x1 y1 x2 y2")
+    for cls, score, x1, y1, x2, y2 in rows.tolist():
+        print(f"{int(cls)} {score:.4f} {x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}")
+    if not len(rows):
+        print(f"# no detections with score >= {args.threshold:g}")
+    return 0
+
+
+def _cmd_weights_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .weights import WeightsError, list_weights
+
+    try:
+        entries = list_weights(args.weights_dir)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not entries:
+        print("no weights registered")
+    for e in entries:
+        print(f"{e.name}  {e.file}  {e.bytes:,} bytes  {e.format}  {e.license}")
+    return 0
+
+
+def _cmd_weights_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .weights import WeightsError, list_weights, verify_weights
+
+    try:
+        names = [args.name] if args.name else [e.name for e in list_weights(args.weights_dir)]
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    failed = 0
+    for name in names:
+        try:
+            print(f"ok      {name}  {verify_weights(name, args.weights_dir)}")
+        except WeightsError as err:
+            failed += 1
+            print(f"FAILED  {name}: {err}")
+    if not names:
+        print("no weights registered")
+    return 1 if failed else 0
+
+
+def _cmd_data_bananas(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .bananas import generate_bananas, load_bananas
+
+    bar = _CountBar("generating bananas")
+    if args.out is not None:
+        root = generate_bananas(args.out, seed=args.seed, progress=bar)
+        print(f"wrote {root}/bananas_train and {root}/bananas_val")
+    else:
+        # load_bananas generates the cache only when it is missing; reading one split checks it.
+        images, _ = load_bananas(None, "val", seed=args.seed, progress=bar)
+        print(f"banana data with seed {args.seed} is cached ($VISION_LAB_DATA, default ~/.cache/vision_lab); "
+              f"val has {len(images)} images")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the subcommand; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args, parser)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

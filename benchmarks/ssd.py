@@ -2,7 +2,7 @@
 
     python -m benchmarks.ssd [--images N]
 
-Baseline: the book's training loop (fp32, ``d2l.multibox_target``, ``.item()`` host syncs
+Baseline: the book's training loop (fp32, ``d2l.multibox_target``, the book's ``cls_eval``/``bbox_eval`` (in vision_core.ssd: the d2l package lacks them) with their host syncs
 for the metrics after every batch, a DataLoader over CPU tensors) on the same data and
 the same initial weights. Ours: ``vision_core.ssd.train_ssd`` (data on the device once,
 vectorised targets, metrics accumulated on the device, mixed precision and channels-last
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import devices, fmt_time, print_table, timeit
 from vision_core.bananas import load_bananas
-from vision_core.ssd import TinySSD, calc_loss, predict, train_ssd
+from vision_core.ssd import TinySSD, bbox_eval, calc_loss, cls_eval, predict, train_ssd
 
 
 def _sync(device):
@@ -47,8 +47,8 @@ def book_epoch(net, images, labels, device, batch_size=32, lr=0.2):
         loss = calc_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks)
         loss.mean().backward()
         trainer.step()
-        metric.add(d2l.cls_eval(cls_preds, cls_labels), cls_labels.numel(),
-                   d2l.bbox_eval(bbox_preds, bbox_labels, bbox_masks), bbox_labels.numel())
+        metric.add(cls_eval(cls_preds, cls_labels), cls_labels.numel(),  # .item(): a host sync per batch
+                   bbox_eval(bbox_preds, bbox_labels, bbox_masks), bbox_labels.numel())
     return 1 - metric[0] / metric[1], metric[2] / metric[3]
 
 

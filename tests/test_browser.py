@@ -161,3 +161,30 @@ def test_regions_pick_a_proposal(opened: Page):
     expect(opened.locator("#regions-summary")).to_contain_text("Proposal 5:")
     expect(opened.locator("#regions-table")).to_contain_text("col 1")
     assert_no_errors(opened)
+
+
+def set_slider(page: Page, label: str, value):
+    box = page.get_by_label(label, exact=True).first  # the slider's number box
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_ssd_detect_and_train(opened: Page):
+    if "ssd" not in [p.TAB_ID for p in PANELS]:
+        pytest.skip("the SSD tab is not registered yet: the shipped checkpoint is below issue 4's quality bar")
+    opened.get_by_role("tab", name="SSD").click()
+    expect(opened.locator("#ssd-summary")).to_contain_text(re.compile(r"\d+ detections? with score ≥ 0\.9 · [\d.]+ ms"))
+    expect(opened.locator("#ssd-summary")).to_contain_text("shipped checkpoint")
+    opened.locator("#ssd-detect-btn").click()
+    expect(opened.locator("#ssd-table")).to_contain_text("score")
+    assert_no_errors(opened)
+
+    opened.get_by_role("tab", name="Train").click()
+    set_slider(opened, "number input for Epochs (the book: 20)", 2)
+    set_slider(opened, "number input for Training images (of 1,000)", 20)
+    set_slider(opened, "number input for Batch size (the book: 32)", 10)
+    opened.locator("#ssd-train-btn").click()
+    expect(opened.locator("#ssd-train-status")).to_contain_text(re.compile(r"Done\..*Epoch 2/2"), timeout=240_000)
+    expect(opened.locator("#ssd-preview img")).to_be_visible()
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "ssd-train.png"), full_page=True)

@@ -1,0 +1,129 @@
+"""The SSD panel through its API: detection with the shipped checkpoint, training streamed and stopped."""
+
+import time
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from PIL import Image
+
+from panels import ssd as S
+
+pytestmark = pytest.mark.app
+
+
+@pytest.fixture
+def ssd_api(client):
+    """The SSD endpoints, when the SSD tab is registered (it is once the shipped checkpoint meets issue 4's bar)."""
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    if "/ssd_detect" not in names:
+        pytest.skip("the SSD tab is not registered yet: the shipped checkpoint is below issue 4's quality bar")
+    return client
+
+
+def test_architecture_matches_the_book():
+    table = S.architecture()
+    assert table["feature map"].tolist()[:5] == ["32 × 32", "16 × 16", "8 × 8", "4 × 4", "1 × 1"]
+    assert table["anchors"].tolist() == [4096, 1024, 256, 64, 4, 5444]
+
+
+def test_detect_finds_the_banana_with_the_shipped_checkpoint(ssd_api, tmp_path):
+    name, image = next(iter(S._example_images(1).items()))
+    path = tmp_path / "banana.png"
+    Image.fromarray(image).save(path)
+    view, table, summary = ssd_api.predict(handle_file(str(path)), 0.9, api_name="/ssd_detect")
+    assert "shipped checkpoint" in summary and "sha256 verified" in summary
+    rows = table["data"]
+    assert len(rows) >= 1 and rows[0][0] == 0 and rows[0][1] >= 0.9
+    # the top detection overlaps the generated banana's true box
+    from vision_core.bananas import generate_bananas, read_bananas
+    generate_bananas(tmp_path / "b", num_train=1, num_val=1)
+    _, labels = read_bananas(tmp_path / "b", "val")
+    truth = (labels[0, 0, 1:] * 256).tolist()
+    x1, y1, x2, y2 = rows[0][2:]
+    inter = max(0, min(x2, truth[2]) - max(x1, truth[0])) * max(0, min(y2, truth[3]) - max(y1, truth[1]))
+    union = (x2 - x1) * (y2 - y1) + (truth[2] - truth[0]) * (truth[3] - truth[1]) - inter
+    assert inter / union > 0.7
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((1, 1, 3), np.uint8), "too small"),
+    (np.zeros((8000, 8000), np.uint8), "over the limit"),
+])
+def test_detect_bad_images(ssd_api, tmp_path, image, message):
+    from gradio_client.exceptions import AppError
+
+    path = tmp_path / "bad.png"
+    Image.fromarray(image).save(path)
+    with pytest.raises(AppError, match=message):
+        ssd_api.predict(handle_file(str(path)), 0.9, api_name="/ssd_detect")
+
+
+def test_detect_grayscale_and_rgba_are_converted(ssd_api, tmp_path):
+    for mode in ("L", "RGBA"):
+        path = tmp_path / f"img-{mode}.png"
+        Image.new(mode, (300, 200)).save(path)
+        view, table, summary = ssd_api.predict(handle_file(str(path)), 0.5, api_name="/ssd_detect")
+        assert "detection" in summary
+
+
+def test_train_streams_curves_and_preview(ssd_api):
+    frames = list(ssd_api.submit(1, 10, 0.2, 10, api_name="/ssd_train"))
+    curves, preview, status = frames[-1]
+    assert status.startswith("**Done.**") and "Detect now uses this network" in status
+    assert preview is not None
+    assert '"epoch"' in curves["plot"] or "class error" in curves["plot"]
+
+
+def test_train_bad_settings(ssd_api):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="greater than maximum value"):
+        ssd_api.predict(1000, 32, 0.2, 100, api_name="/ssd_train")
+
+
+def test_stop_ends_training_within_a_batch(ssd_api):
+    job = ssd_api.submit(5, 32, 0.2, 1000, api_name="/ssd_train")
+    deadline = time.time() + 120
+    while time.time() < deadline and not any("step" in (o[2] or "") for o in job.outputs()):
+        time.sleep(0.2)
+    stopped_at = time.time()
+    assert "Stopping" in ssd_api.predict(api_name="/ssd_stop")
+    final = job.result(timeout=60)
+    assert final[2].startswith("**Stopped.**")
+    assert time.time() - stopped_at < 30  # one batch of 32 on two busy cores, plus the reply
+
+
+def test_missing_or_corrupt_checkpoint_offers_training(monkeypatch):
+    from vision_core.weights import WeightsError
+
+    def broken(name):
+        raise WeightsError(f"weights {name!r} at pretrained/x do not match the manifest's sha256: the file is corrupt")
+
+    monkeypatch.setattr(S, "load_tiny_ssd", broken)
+    monkeypatch.setattr(S, "_shipped", {})
+    monkeypatch.setattr(S, "_session_nets", {})
+    net, text = S.shipped_model()
+    assert net is None and "corrupt" in text and "train one below" in text
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="no detector yet: no usable checkpoint"):
+        S.detect(np.zeros((256, 256, 3), np.uint8), 0.9)
+
+
+def test_panel_train_generator_streams_and_stops_without_the_tab():
+    frames = list(S.train(1, 10, 0.2, 10, progress=lambda *a, **k: None))
+    curves, preview, status = frames[-1]
+    assert status.startswith("**Done.**") and preview is not None and preview.shape[2] == 3
+    assert len(curves.data) >= 2  # train and val curves of the book's two metrics
+    assert S.active_model(None)[1].startswith("trained here: 1 epoch(s) on 10 images")
+    assert "Nothing is training" in S.stop_training(None) or "Stopping" in S.stop_training(None)
+
+
+@pytest.mark.parametrize("image, message", [(np.zeros((1, 1, 3), np.uint8), "too small"),
+                                            (np.zeros((8000, 8000), np.uint8), "over the limit")])
+def test_panel_detect_refuses_bad_images(image, message):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match=message):
+        S.detect(image, 0.9)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import gradio as gr
@@ -40,14 +41,26 @@ checkpoint (trained by this project on its offline banana set), or train one her
 the book's class error and box MAE fall.
 """
 
+MAX_SESSION_NETS = 8  # networks trained in the page are kept for the most recent sessions only
+
 _lock = threading.Lock()
 _stops: Dict[str, threading.Event] = {}  # session -> its Stop flag
-_session_nets: Dict[str, Tuple[TinySSD, str]] = {}  # session -> (net trained in the page, description)
+_session_nets: "OrderedDict[str, Tuple[TinySSD, str]]" = OrderedDict()  # session -> (net, description)
 _shipped: Dict[str, object] = {}
 
 
 def _session(request: Optional[gr.Request]) -> str:
     return getattr(request, "session_hash", None) or "api"
+
+
+def _remember(session: str, net: TinySSD, description: str) -> None:
+    """Keep ``session``'s trained net, forgetting the oldest beyond MAX_SESSION_NETS (bounded memory)."""
+    with _lock:
+        _session_nets[session] = (net, description)
+        _session_nets.move_to_end(session)
+        while len(_session_nets) > MAX_SESSION_NETS:
+            old, _ = _session_nets.popitem(last=False)
+            _stops.pop(old, None)
 
 
 def shipped_model() -> Tuple[Optional[TinySSD], str]:
@@ -194,7 +207,7 @@ def train(epochs, batch_size, lr, num_train, progress=gr.Progress(), request: gr
         if record.done:
             stopped = record.message == "stopped"
             desc = f"trained here: {len(history)} epoch(s) on {num_train} images" + (" (stopped early)" if stopped else "")
-            _session_nets[_session(request)] = (net, desc)
+            _remember(_session(request), net, desc)
             last = history[-1] if history else {}
             status = ("**Stopped.** " if stopped else "**Done.** ") + status + (
                 f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"

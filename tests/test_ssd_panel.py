@@ -102,7 +102,7 @@ def test_missing_or_corrupt_checkpoint_offers_training(monkeypatch):
 
     monkeypatch.setattr(S, "load_tiny_ssd", broken)
     monkeypatch.setattr(S, "_shipped", {})
-    monkeypatch.setattr(S, "_session_nets", {})
+    monkeypatch.setattr(S, "_session_nets", S.OrderedDict())
     net, text = S.shipped_model()
     assert net is None and "corrupt" in text and "train one below" in text
     import gradio as gr
@@ -127,3 +127,10 @@ def test_panel_detect_refuses_bad_images(image, message):
 
     with pytest.raises(gr.Error, match=message):
         S.detect(image, 0.9)
+
+
+def test_trained_nets_are_kept_for_recent_sessions_only(monkeypatch):
+    monkeypatch.setattr(S, "_session_nets", S.OrderedDict())
+    for i in range(S.MAX_SESSION_NETS + 3):
+        S._remember(f"s{i}", object(), f"net {i}")
+    assert list(S._session_nets) == [f"s{i}" for i in range(3, S.MAX_SESSION_NETS + 3)]

@@ -1,5 +1,5 @@
 """Dashboard panels: one module per tab. Each has TITLE, TAB_ID and build()."""
 
-from . import anchors, boxes, regions
+from . import anchors, boxes, regions, ssd
 
-PANELS = (boxes, anchors, regions)
+PANELS = (boxes, anchors, regions, ssd)

@@ -219,9 +219,27 @@ def test_training_is_deterministic_on_cpu():
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the seed shuffles
 
 
+def test_adamw_is_used_when_asked_and_trains(monkeypatch):
+    made = []
+
+    class Recording(torch.optim.AdamW):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setitem(ssd.OPTIMIZERS, "adamw", Recording)
+    net = fresh_net()
+    records = list(ssd.train_ssd(easy_bananas(8), net=net, epochs=3, batch_size=4, lr=1e-3, optimizer="adamw",
+                                 device="cpu", record_interval=0))
+    assert made == [{"lr": 1e-3, "weight_decay": 5e-4}]
+    epochs = [r.metrics["loss"] for r in records if "epoch" in r.metrics]
+    assert epochs[-1] < epochs[0]
+
+
 @pytest.mark.parametrize("kwargs, word", [
     ({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0.0}, "lr"), ({"lr": 11.0}, "lr"),
     ({"seed": -1}, "seed"), ({"preview_threshold": 2.0}, "preview_threshold"),
+    ({"optimizer": "adam"}, "optimizer must be one of sgd, adamw, got 'adam'"),
 ])
 def test_train_ssd_checks_arguments_when_called(kwargs, word):
     with pytest.raises(ValueError, match=word):
@@ -422,6 +440,12 @@ def test_cli_train_records_the_command_and_metrics(tmp_path, monkeypatch, capsys
     assert {"val_class_err", "val_bbox_mae", "train_class_err", "epochs"} <= set(row["metrics"])
     assert "val_class_err" in capsys.readouterr().out
     assert main(["weights", "verify", "--weights-dir", str(tmp_path)]) == 0
+    assert main(["train", "ssd", "--epochs", "1", "--batch-size", "2", "--lr", "0.001", "--optimizer", "adamw",
+                 "--device", "cpu", "--init", "tiny_ssd_bananas", "--weights-dir", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "manifest.json").read_text())["weights"][0]
+    assert row["source"]["command"].endswith(" && python -m vision_core train ssd --epochs 1 --batch-size 2 "
+                                             "--lr 0.001 --seed 0 --data-seed 0 --device cpu --optimizer adamw "
+                                             "--init tiny_ssd_bananas")
 
 
 def test_cli_detect_prints_rows_and_explains_missing_weights(tmp_path, capsys):
@@ -483,3 +507,16 @@ def test_cuda_and_cpu_agree_on_a_forward_pass():
     gpu = copy.deepcopy(net).cuda()(X.cuda())
     torch.testing.assert_close(gpu[0].cpu(), cpu[0])
     torch.testing.assert_close(gpu[1].cpu(), cpu[1], atol=1e-2, rtol=1e-3)
+
+
+def test_shipped_checkpoint_meets_the_bar_on_the_validation_split():
+    """Issue 4's bar, measured again here rather than read from the manifest."""
+    from vision_core.bananas import load_bananas
+
+    net, entry = ssd.load_tiny_ssd()
+    images, labels = load_bananas(split="val")  # generated on first use, deterministic for seed 0
+    metrics = ssd.evaluate_ssd(net, images, labels, device="cpu")
+    assert metrics["class_err"] <= 3.3e-3 and metrics["bbox_mae"] <= 3.1e-3
+    assert metrics["map_50"] >= 0.95
+    for key in ("class_err", "bbox_mae", "map_50", "map"):  # the manifest tells the truth
+        assert metrics[key] == pytest.approx(entry.metrics[f"val_{key}"], abs=2e-3)

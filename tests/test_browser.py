@@ -186,3 +186,54 @@ def test_ssd_detect_and_train(opened: Page):
     expect(opened.locator("#ssd-preview img")).to_be_visible()
     assert_no_errors(opened)
     opened.screenshot(path=str(DOCS / "ssd-train.png"), full_page=True)
+
+
+def test_segmentation_transposed_bilinear_and_fcn(opened: Page):
+    opened.get_by_role("tab", name="Segmentation").click()
+    expect(opened.locator("#seg-trans-formula")).to_contain_text("Y is 3 × 3")
+    expect(opened.locator("#seg-trans-output")).to_contain_text("12")
+    opened.locator("#seg-trans-play").click()
+    expect(opened.locator("#seg-trans-step-summary")).to_contain_text(
+        re.compile(r"Step 4 of 4\. Input cell X\[1, 1\] = 3"))
+    expect(opened.locator("#seg-trans-running")).to_contain_text("12")
+    expect(opened.locator("#seg-trans-conv-check")).to_contain_text("max |difference| = 0")
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "segmentation-transposed.png"), full_page=True)
+
+    opened.get_by_role("tab", name="Bilinear upsampling").click()
+    expect(opened.locator("#seg-bilinear-summary")).to_contain_text("input 451 × 300 px → output 902 × 600 px")
+    set_slider(opened, "number input for Kernel size k (the book's 2× demo: 4)", 3)
+    expect(opened.locator("#seg-bilinear-kernel-text")).to_contain_text("centre = 1 (on a cell)")
+    opened.wait_for_function("() => document.querySelectorAll('#seg-bilinear-view img')[1]?.naturalWidth === 902")
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "segmentation-bilinear.png"), full_page=True)
+
+    opened.get_by_role("tab", name="FCN", exact=True).click()  # segmented when the page was built
+    expect(opened.locator("#seg-fcn-summary")).to_contain_text(re.compile(r"class(es)? found .*shipped checkpoint"))
+    expect(opened.locator("#seg-fcn-summary")).to_contain_text(re.compile(r"mean IoU 0\.9\d"))
+    expect(opened.locator("#seg-fcn-shares")).to_contain_text("share (%)")
+    expect(opened.locator("#seg-fcn-reference")).to_contain_text("Reference model for real photos")
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "segmentation-fcn.png"), full_page=True)
+
+
+def test_segmentation_train_then_segment(opened: Page):
+    opened.get_by_role("tab", name="Segmentation").click()
+    opened.get_by_role("tab", name="Train FCN").click()
+    set_slider(opened, "number input for Epochs (the book: 5)", 1)
+    set_slider(opened, "number input for Training images (of 600)", 8)
+    set_slider(opened, "number input for Batch size (the book: 32)", 4)
+    opened.get_by_label("64 × 96 (a quick look)").check()
+    opened.locator("#seg-fcn-train-btn").click()
+    expect(opened.locator("#seg-fcn-train-status")).to_contain_text(re.compile(r"Done\..*Epoch 1/1"), timeout=300_000)
+    expect(opened.locator("#seg-fcn-preview img")).to_be_visible()
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "segmentation-train.png"), full_page=True)
+
+    opened.get_by_role("tab", name="FCN", exact=True).click()
+    opened.locator("#seg-fcn-btn").click()
+    expect(opened.locator("#seg-fcn-summary")).to_contain_text(
+        re.compile(r"class(es)? found .* your network, trained here"))
+    expect(opened.locator("#seg-fcn-shares")).to_contain_text("share (%)")
+    expect(opened.locator("#seg-fcn-overlay img")).to_be_visible()
+    assert_no_errors(opened)

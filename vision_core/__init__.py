@@ -30,7 +30,10 @@ from .boxes import (
 )
 from .device import autocast_dtype, describe_device, get_device, resolve_device, set_device
 from .regions import roi_align, roi_pool_grid, selective_search
+from .fcn import FCN, predict_fcn, train_fcn
 from .ssd import TinySSD, predict, train_ssd
+from .transposed import bilinear_kernel, trans_conv, trans_conv2d
+from .voc import VOC_CLASSES, VOC_COLORMAP, VOCSegDataset, load_data_voc, read_voc_images
 
 __all__ = [
     # boxes (d2l 14.3)
@@ -63,6 +66,18 @@ __all__ = [
     "TinySSD",
     "predict",
     "train_ssd",
+    # transposed convolution and FCN (d2l 14.9-14.11)
+    "trans_conv",
+    "trans_conv2d",
+    "bilinear_kernel",
+    "VOC_CLASSES",
+    "VOC_COLORMAP",
+    "read_voc_images",
+    "VOCSegDataset",
+    "load_data_voc",
+    "FCN",
+    "predict_fcn",
+    "train_fcn",
     # device
     "autocast_dtype",
     "describe_device",

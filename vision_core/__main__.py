@@ -7,7 +7,12 @@ Subcommands (each with ``--help``)::
     detect IMAGE [--threshold 0.9] [--weights tiny_ssd_bananas] [--weights-dir DIR] [--device ...]
     weights list   [--weights-dir DIR]
     weights verify [NAME] [--weights-dir DIR]
+    train fcn   [--epochs 5] [--batch-size 32] [--lr 0.001] [--optimizer sgd|adamw] [--crop 320 480] ...
+                (also under torchrun: ``torchrun --nproc_per_node=N -m vision_core.fcn ...``)
+    segment IMAGE [--weights fcn_resnet18_synthetic] [--out OVERLAY.png] [--device ...]
     data bananas   [--out DIR] [--seed 0]
+    data voc       --out DIR          (downloads Pascal VOC 2012, 2 GB, checksum-verified)
+    data voc-synthetic [--seed 0]     (the offline segmentation set, into the cache)
 
 Ranges are checked here, where input enters; a bad value exits with status 2 and a message
 naming the option and its range. Long jobs draw a progress bar on stderr.
@@ -98,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="record the weights as tiny_ssd_bananas in the registry (default: --save)")
     _add_weights_dir(ssd)
     ssd.set_defaults(func=_cmd_train_ssd)
+    # vision_core.fcn owns its options (the same parser runs under torchrun); --help shows them.
+    fcn = models.add_parser("fcn", help="the book's FCN on the synthetic VOC set (d2l 14.11); --help for options",
+                            add_help=False, prefix_chars="\0")
+    fcn.add_argument("options", nargs=argparse.REMAINDER)
+    fcn.set_defaults(func=_cmd_train_fcn)
+
+    segment = commands.add_parser("segment", help="segment an image with the trained FCN",
+                                  description="Run the registered FCN on an image; print each class's share of "
+                                  "the pixels and optionally save the overlay.")
+    segment.add_argument("image", type=Path, metavar="IMAGE", help="a PNG, JPEG, GIF or WebP file")
+    segment.add_argument("--weights", default="fcn_resnet18_synthetic", metavar="NAME",
+                         help="registry name (default: fcn_resnet18_synthetic)")
+    segment.add_argument("--out", type=Path, default=None, metavar="PNG", help="write the mask overlay here")
+    _add_weights_dir(segment)
+    _add_device(segment)
+    segment.set_defaults(func=_cmd_segment)
 
     detect = commands.add_parser("detect", help="detect bananas in an image with the trained TinySSD",
                                  description="Run the registered TinySSD on an image and print one row per "
@@ -132,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     bananas.add_argument("--out", type=Path, default=None, metavar="DIR", help="folder to write (default: the cache)")
     bananas.add_argument("--seed", type=_int_in("seed", 0, 2**31 - 1), default=0, help="data seed (default: 0)")
     bananas.set_defaults(func=_cmd_data_bananas)
+    voc = sets.add_parser("voc", help="download Pascal VOC 2012 (2 GB, needs the network)",
+                          description="Download VOCtrainval_11-May-2012.tar, check its SHA-1 and extract it into "
+                          "DIR/VOCdevkit/VOC2012 (read by `train fcn --voc-dir`). VISION_LAB_OFFLINE=1 forbids it.")
+    voc.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to extract into")
+    voc.add_argument("--keep-archive", action="store_true", help="keep the verified .tar after extracting")
+    voc.set_defaults(func=_cmd_data_voc)
+    synthetic = sets.add_parser("voc-synthetic", help="the offline segmentation set (600 train / 100 val)",
+                                description="Generate the synthetic VOC-layout segmentation set into the cache "
+                                "that `train fcn` reads ($VISION_LAB_DATA, default ~/.cache/vision_lab).")
+    synthetic.add_argument("--seed", type=_int_in("seed", 0, 2**31 - 1), default=0, help="data seed (default: 0)")
+    synthetic.set_defaults(func=_cmd_data_voc_synthetic)
     return parser
 
 
@@ -224,12 +256,11 @@ def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return 0
 
 
-def _cmd_detect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _device_and_image(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """``--device`` and the ``IMAGE`` argument as (torch.device, uint8 Tensor[3, H, W]); bad ones exit 2."""
     from torchvision.io import ImageReadMode, decode_image
 
     from .device import resolve_device
-    from .ssd import load_tiny_ssd, predict
-    from .weights import WeightsError
 
     try:
         device = resolve_device(args.device)
@@ -241,6 +272,14 @@ def _cmd_detect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         image = decode_image(str(args.image), mode=ImageReadMode.RGB)
     except RuntimeError as err:
         parser.error(f"IMAGE {str(args.image)!r} could not be decoded as PNG, JPEG, GIF or WebP: {err}")
+    return device, image
+
+
+def _cmd_detect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .ssd import load_tiny_ssd, predict
+    from .weights import WeightsError
+
+    device, image = _device_and_image(args, parser)
     try:
         net, entry = load_tiny_ssd(args.weights, args.weights_dir, device=device)
     except WeightsError as err:
@@ -303,6 +342,57 @@ def _cmd_data_bananas(args: argparse.Namespace, parser: argparse.ArgumentParser)
         images, _ = load_bananas(None, "val", seed=args.seed, progress=bar)
         print(f"banana data with seed {args.seed} is cached ($VISION_LAB_DATA, default ~/.cache/vision_lab); "
               f"val has {len(images)} images")
+    return 0
+
+
+def _cmd_train_fcn(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .fcn import ddp_main
+
+    return ddp_main(args.options)
+
+
+def _cmd_segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+    from PIL import Image
+
+    from .fcn import load_fcn, overlay_mask, predict_fcn
+    from .voc import VOC_CLASSES
+    from .weights import WeightsError
+
+    device, image = _device_and_image(args, parser)
+    try:
+        net, _ = load_fcn(args.weights, directory=args.weights_dir, device=device)
+    except WeightsError as err:
+        print(f"{PROG} segment: {err}", file=sys.stderr)
+        print("train one with: python -m vision_core train fcn --save fcn_resnet18_synthetic", file=sys.stderr)
+        return 1
+    pred = predict_fcn(net, image)  # [H, W]
+    counts = torch.bincount(pred.flatten(), minlength=len(VOC_CLASSES))
+    for index in counts.nonzero().flatten().tolist():
+        print(f"{VOC_CLASSES[index]:14s} {counts[index].item() / pred.numel():7.2%}")
+    if args.out is not None:
+        Image.fromarray(overlay_mask(image, pred)).save(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_data_voc(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .voc import download_voc
+
+    try:
+        folder = download_voc(args.out, progress=_CountBar("VOC 2012"), keep_archive=args.keep_archive)
+    except ValueError as err:  # VOCDownloadError: offline, network, checksum or an unsafe archive
+        print(f"\n{PROG} data voc: {err}", file=sys.stderr)
+        return 1
+    print(f"\nVOC 2012 is in {folder}; train on it with: python -m vision_core train fcn --voc-dir {folder}")
+    return 0
+
+
+def _cmd_data_voc_synthetic(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .voc import synthetic_voc_dir
+
+    folder = synthetic_voc_dir(args.seed, progress=_CountBar("generating the segmentation set"))
+    print(f"\nthe synthetic segmentation set with seed {args.seed} is in {folder}")
     return 0
 
 

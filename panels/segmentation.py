@@ -1,0 +1,911 @@
+"""Segmentation panel (d2l 14.10, 14.11): transposed convolution, bilinear upsampling, the book's FCN.
+
+Four sections in one tab, each a thin layer over ``vision_core``:
+
+* transposed convolution on a small editable matrix, stepped one input cell at a time
+  (``vision_core.transposed.trans_conv_steps``), beside the book's zero-insertion construction
+  (``dilate_and_pad`` + an ordinary convolution with the flipped kernel);
+* the bilinear kernel and the book's 2x upsampling demo (``bilinear_upsample``);
+* segmentation with the FCN: the session's trained network, else the shipped checkpoint, else a
+  note on how to train one; torchvision's FCN-ResNet-50 as a reference when its file is cached;
+* live training on the offline synthetic VOC set (``train_fcn``'s progress records into curves,
+  a preview and a progress bar; Stop sets this browser session's flag).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from vision_core import weights as vc_weights
+from vision_core.device import get_device
+from vision_core.examples import EXAMPLES, load_example
+from vision_core.fcn import (
+    FCN,
+    FCN_RESNET50_SHA256_PREFIX,
+    FCN_WEIGHTS,
+    OPTIMIZERS,
+    find_resnet18_imagenet,
+    load_fcn,
+    load_resnet18_imagenet,
+    load_torchvision_fcn_resnet50,
+    overlay_mask,
+    predict_fcn,
+    train_fcn,
+)
+from vision_core.transposed import (
+    MAX_STEP_INPUT,
+    bilinear_kernel,
+    bilinear_upsample,
+    dilate_and_pad,
+    trans_conv2d,
+    trans_conv_by_conv,
+    trans_conv_output_size,
+    trans_conv_steps,
+)
+from vision_core.voc import (
+    VOC_CLASSES,
+    VOC_COLORMAP,
+    VOCSegDataset,
+    confusion_matrix,
+    generate_voc_synthetic,
+    mean_iou,
+    pixel_accuracy,
+    synthetic_voc_dir,
+)
+from vision_core.weights import WeightsError
+
+from .common import as_rgb_image, example_photo, shows_errors
+
+TITLE = "Segmentation"
+TAB_ID = "segmentation"
+HEAVY = dict(concurrency_id="heavy", concurrency_limit=1)  # one training run at a time per server
+PLAY_DELAY = 0.4  # seconds between streamed steps: a few frames a second
+FIGURE_HEIGHT = 300
+
+# --- transposed convolution settings
+BOOK_X = [[0, 1], [2, 3]]  # d2l 14.10.1's X and K
+BOOK_K = [[0, 1], [2, 3]]
+MAX_CELL = 1e6  # matrix entries beyond this are refused (the heatmaps' labels stay readable)
+
+# --- bilinear upsampling settings
+MAX_UPSAMPLE_SIDE = 768  # larger photos are downscaled first (the book's catdog is 561 x 728)
+
+# --- FCN settings
+MAX_SEGMENT_SIDE = 1024  # larger uploads are downscaled before segmenting (CPU time, memory)
+MAX_EPOCHS = 50
+MAX_BATCH = 64
+MAX_SESSION_NETS = 4  # an FCN is ~52 MB: keep trained networks for the most recent sessions only
+# Crop sizes offered for training, (height, width), multiples of the FCN's stride 32.
+CROPS = {"320x480": (320, 480), "160x224": (160, 224), "128x192": (128, 192), "64x96": (64, 96)}
+CROP_LABELS = {"320x480": "320 × 480 (the book)", "160x224": "160 × 224", "128x192": "128 × 192 (CPU)",
+               "64x96": "64 × 96 (a quick look)"}
+# Each optimizer's usual learning rate: the book's for SGD; for AdamW within vision_core's advice (1e-4..1e-3).
+LEARNING_RATES = {"sgd": 0.001, "adamw": 0.0005}
+DATA_SEED = 0
+# The synthetic set the panel trains on: vision_core.voc's default (600 train / 100 val, 320 x 480),
+# cached under $VISION_LAB_DATA. Tests replace it with a tiny set.
+SYNTHETIC: Dict[str, int] = {"num_train": 600, "num_val": 100, "height": 320, "width": 480}
+NUM_EXAMPLES = 4  # validation images offered in the FCN section's dropdown
+# Brush colours for the sketch: the synthetic classes' hues (see vision_core.voc.SYNTH_CLASSES).
+SKETCH_COLORS = {"#f5d327": "bird (yellow crescent)", "#e5501c": "boat (red-orange triangle)",
+                 "#1fb3a6": "bottle (teal capsule)", "#4f9a3a": "potted plant (green disc)",
+                 "#2f5fe0": "tv/monitor (blue rectangle)"}
+SKETCH_SIZE = (320, 480)  # (height, width) of the sketch canvas: the synthetic images' size
+
+INTRO = """\
+**Semantic segmentation** (d2l 14.9-14.11). A transposed convolution scatters every input cell's
+scaled kernel onto a larger output; initialised as bilinear interpolation it upsamples images, and
+on top of a ResNet-18 trunk it turns 32× smaller feature maps back into one class per pixel: the
+fully convolutional network (FCN). Offline, the FCN learns the project's synthetic VOC-layout set
+(textured shapes labelled with VOC classes).
+"""
+
+_lock = threading.Lock()
+_stops: Dict[str, threading.Event] = {}  # session -> its Stop flag, while it trains
+_session_nets: "OrderedDict[str, Tuple[FCN, str]]" = OrderedDict()  # session -> (net, description)
+_shipped: Dict[str, object] = {}
+_reference: Dict[str, object] = {}
+
+
+def _session(request: Optional[gr.Request]) -> str:
+    return getattr(request, "session_hash", None) or "api"
+
+
+def _fmt(value: float) -> str:
+    value = float(value)
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def _cells(matrix: torch.Tensor) -> List[List[str]]:
+    return [[_fmt(v) for v in row] for row in matrix.tolist()]
+
+
+def _table(matrix: torch.Tensor) -> pd.DataFrame:
+    """A matrix as a table with column numbers; whole numbers shown as integers."""
+    values = matrix.double().numpy()
+    if np.all(values == np.round(values)) and np.all(np.abs(values) < 2**53):
+        values = values.astype(np.int64)
+    else:
+        values = values.round(6)
+    return pd.DataFrame(values, columns=[f"col {j}" for j in range(values.shape[1])])
+
+
+# --- transposed convolution ----------------------------------------------------------------------
+
+def parse_matrix(value: Any, name: str, limit: int = MAX_STEP_INPUT) -> torch.Tensor:
+    """A table's cells -> ``float64 Tensor[h, w]``, or ValueError naming the bad cell."""
+    if value is None:
+        raise ValueError(f"{name} is empty: give at least one row and one column of numbers")
+    if isinstance(value, dict):
+        value = value.get("data", [])
+    if hasattr(value, "values") and hasattr(value, "columns"):  # a pandas DataFrame
+        value = value.values.tolist()
+    rows = [list(r) if isinstance(r, (list, tuple, np.ndarray)) else [r] for r in value]
+    if not rows or not rows[0]:
+        raise ValueError(f"{name} is empty: give at least one row and one column of numbers")
+    width = len(rows[0])
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{name} row {i + 1} has {len(row)} cells, row 1 has {width}: every row needs the same count")
+    if len(rows) > limit or width > limit:
+        raise ValueError(f"{name} is {len(rows)} × {width}; at most {limit} × {limit} cells here "
+                         "(the step-through replays one input cell at a time)")
+    out = np.zeros((len(rows), width), np.float64)
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            where = f"{name} row {i + 1}, column {j + 1}"
+            if cell is None or (isinstance(cell, str) and not cell.strip()):
+                raise ValueError(f"{where} is empty: type a number")
+            if isinstance(cell, bool):
+                raise ValueError(f"{where}: {cell!r} is not a number")
+            try:
+                number = float(cell.strip() if isinstance(cell, str) else cell)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: {str(cell)[:20]!r} is not a number") from None
+            if not np.isfinite(number):
+                raise ValueError(f"{where} is {number}: give a finite number")
+            if abs(number) > MAX_CELL:
+                raise ValueError(f"{where} is {_fmt(number)}: values must be within ±{MAX_CELL:g}")
+            out[i, j] = number
+    return torch.from_numpy(out)
+
+
+def _check_stride_padding(stride, padding) -> Tuple[int, int]:
+    try:
+        s, p = int(stride), int(padding)
+    except (TypeError, ValueError):
+        raise ValueError("stride and padding must be whole numbers") from None
+    if not (1 <= s <= 3 and 0 <= p <= 2):
+        raise ValueError(f"stride must be in 1..3 and padding in 0..2, got {s} and {p}")
+    return s, p
+
+
+def _inputs(X_cells, K_cells, stride, padding):
+    X = parse_matrix(X_cells, "X")
+    K = parse_matrix(K_cells, "K")
+    s, p = _check_stride_padding(stride, padding)
+    return X, K, s, p
+
+
+def _colors(Z: np.ndarray) -> dict:
+    if Z.size and Z.min() < 0:
+        bound = max(float(np.abs(Z).max()), 1e-9)
+        return dict(colorscale="RdBu", reversescale=True, zmin=-bound, zmax=bound)
+    return dict(colorscale="Blues", zmin=0, zmax=max(float(Z.max(initial=0)), 1e-9))
+
+
+def _heatmap(fig: go.Figure, Z: torch.Tensor, col: int, name: str, scale: Optional[dict] = None) -> None:
+    z = Z.double().numpy()
+    fig.add_trace(go.Heatmap(
+        z=z, text=_cells(Z), texttemplate="%{text}", showscale=False, xgap=2, ygap=2, name=name,
+        hovertemplate=f"{name}[%{{y}}, %{{x}}] = %{{text}}<extra></extra>", **(scale or _colors(z)),
+    ), row=1, col=col)
+
+
+def _grid_figure(panels, titles, height: int = FIGURE_HEIGHT) -> go.Figure:
+    """Side-by-side matrices as heatmaps with their values written in; rows go down, as printed."""
+    widths = [max(int(Z.shape[1]), 1) for Z, _ in panels]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, column_widths=widths,
+                        horizontal_spacing=0.06)
+    for col, (Z, name) in enumerate(panels, start=1):
+        _heatmap(fig, Z, col, name)
+        fig.update_xaxes(row=1, col=col, showgrid=False, zeroline=False, dtick=1,
+                         range=[-0.5, Z.shape[1] - 0.5], constrain="domain")
+        fig.update_yaxes(row=1, col=col, showgrid=False, zeroline=False, dtick=1, autorange="reversed",
+                         scaleanchor=f"x{col if col > 1 else ''}", constrain="domain")
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
+                      plot_bgcolor="white")
+    fig.update_annotations(font_size=12)
+    return fig
+
+
+def _rect(fig: go.Figure, col: int, top: int, left: int, bottom: int, right: int, color: str, dash: str = "solid"):
+    fig.add_shape(type="rect", x0=left - 0.5, x1=right - 0.5, y0=top - 0.5, y1=bottom - 0.5,
+                  line=dict(color=color, width=3, dash=dash), row=1, col=col)
+
+
+def _formula(X: torch.Tensor, K: torch.Tensor, s: int, p: int) -> str:
+    lines = ["**Output shape** n′ = s·n + k − 2p − s (per dimension)"]
+    sizes = []
+    for dim, n, k in (("height", X.shape[0], K.shape[0]), ("width", X.shape[1], K.shape[1])):
+        size = trans_conv_output_size(int(n), int(k), s, p)
+        sizes.append(size)
+        lines.append(f"{dim}: n′ = {s}·{n} + {k} − 2·{p} − {s} = **{size}**")
+    return "  \n".join(lines) + f"  \nY is **{sizes[0]} × {sizes[1]}** (stride {s}, padding {p})."
+
+
+@shows_errors
+def render_trans_conv(X_cells, K_cells, stride, padding):
+    """The transposed convolution of the tables: the output table, the shape formula, the figure,
+    and the zero-insertion construction (figure and the parity line)."""
+    X, K, s, p = _inputs(X_cells, K_cells, stride, padding)
+    Y = trans_conv2d(X[None, None], K[None, None], s, p)[0, 0]
+    formula = _formula(X, K, s, p)
+    fig = _grid_figure([(X, "X"), (K, "K"), (Y, "Y")],
+                       (f"input X ({X.shape[0]}×{X.shape[1]})", f"kernel K ({K.shape[0]}×{K.shape[1]})",
+                        f"output Y ({Y.shape[0]}×{Y.shape[1]})"))
+    kh, kw = K.shape
+    pads = (kh - 1 - p, kw - 1 - p)
+    Z = dilate_and_pad(X, s, pads)
+    flipped = K.flip(-2, -1)
+    by_conv = trans_conv_by_conv(X[None, None], K[None, None], s, p)[0, 0]
+    diff = float((by_conv - Y).abs().max())
+    conv_fig = _grid_figure(
+        [(Z, "Z"), (flipped, "flip(K)"), (by_conv, "conv")],
+        (f"X with {s - 1} zero(s) between cells, padded by k − 1 − p", "K flipped both ways",
+         f"ordinary convolution ({by_conv.shape[0]}×{by_conv.shape[1]})"))
+    pad_text = ", ".join(f"{d} {v}" + (" (negative: crops)" if v < 0 else "")
+                         for d, v in zip(("rows", "columns"), pads))
+    conv_text = (
+        f"Insert s − 1 = {s - 1} zero(s) between the rows and columns of X, pad by k − 1 − p ({pad_text}) "
+        f"to get Z ({Z.shape[0]}×{Z.shape[1]}), then run an ordinary stride-1 convolution with K flipped "
+        f"left-right and upside-down. **It equals the transposed convolution: max |difference| = {diff:.3g}**"
+        + (" (exactly equal)." if diff == 0 else ".")
+    )
+    return _table(Y), formula, fig, conv_fig, conv_text
+
+
+@shows_errors
+def render_trans_step(X_cells, K_cells, stride, padding, step):
+    """Step ``step`` (1 = the first input cell) of the scatter: figure, running sum, summary, slider."""
+    X, K, s, p = _inputs(X_cells, K_cells, stride, padding)
+    steps = list(trans_conv_steps(X, K, s, p))
+    k = min(max(int(step), 1), len(steps))
+    return _step_frame(X, K, s, p, steps, k)
+
+
+def _step_frame(X, K, s, p, steps, k):
+    current = steps[k - 1]
+    grid = sum(r.contribution for r in steps[:k])  # uncropped running sum
+    grid_h, grid_w = grid.shape
+    fig = _grid_figure(
+        [(X, "X"), (current.contribution, "copy"), (grid, "sum")],
+        (f"X[{current.row}, {current.col}] = {_fmt(current.value)}",
+         f"{_fmt(current.value)} · K on the uncropped {grid_h}×{grid_w} grid",
+         f"running sum after {k} of {len(steps)} cell(s)"))
+    _rect(fig, 1, current.row, current.col, current.row + 1, current.col + 1, "#c62828")
+    top, left, bottom, right = current.window
+    for col in (2, 3):
+        _rect(fig, col, top, left, bottom, right, "#c62828")
+    if p > 0:  # the part of the grid that the padding keeps: the output
+        _rect(fig, 3, p, p, grid_h - p, grid_w - p, "#1a8a3a", "dash")
+    running = current.running
+    crop = (f" Padding {p} crops {p} row(s) and column(s) from each side of the grid (green dashed: the output)."
+            if p else "")
+    summary = (
+        f"**Step {k} of {len(steps)}.** Input cell X[{current.row}, {current.col}] = {_fmt(current.value)} "
+        f"scatters {_fmt(current.value)} · K into grid rows {top}..{bottom - 1}, columns {left}..{right - 1} "
+        f"(stride {s}: its window starts at ({current.row}·{s}, {current.col}·{s})); overlapping copies add up."
+        + crop
+    )
+    return fig, _table(running), summary, gr.update(maximum=len(steps), value=k)
+
+
+def play_trans_conv(X_cells, K_cells, stride, padding):
+    """Stream every step of the scatter, one input cell a frame, a few frames a second."""
+    try:
+        X, K, s, p = _inputs(X_cells, K_cells, stride, padding)
+        steps = list(trans_conv_steps(X, K, s, p))
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    for k in range(1, len(steps) + 1):
+        if k > 1:
+            time.sleep(PLAY_DELAY)
+        yield _step_frame(X, K, s, p, steps, k)
+
+
+# --- bilinear upsampling -------------------------------------------------------------------------
+
+@shows_errors
+def render_bilinear_kernel(kernel_size):
+    """``bilinear_kernel(1, 1, k)`` as a heatmap with its values, and its recipe in words."""
+    k = int(kernel_size)
+    if not 1 <= k <= 16:
+        raise ValueError(f"kernel size must be in 1..16, got {k}")
+    W = bilinear_kernel(1, 1, k, dtype=torch.float64)[0, 0]
+    factor = (k + 1) // 2
+    center = factor - 1 if k % 2 == 1 else factor - 0.5
+    fig = go.Figure(go.Heatmap(
+        z=W.numpy(), text=[[f"{v:.3f}".rstrip("0").rstrip(".") if v else "0" for v in row] for row in W.tolist()],
+        texttemplate="%{text}" if k <= 10 else None, colorscale="Blues", zmin=0, zmax=1, xgap=1, ygap=1,
+        hovertemplate="W[%{y}, %{x}] = %{z:.4f}<extra></extra>",
+    ))
+    fig.update_xaxes(dtick=1 if k <= 10 else 2, side="top", showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(dtick=1 if k <= 10 else 2, autorange="reversed", scaleanchor="x", showgrid=False,
+                     zeroline=False, constrain="domain")
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
+                      title=dict(text=f"bilinear_kernel(1, 1, {k})", font=dict(size=13)))
+    tent = ", ".join(f"{1 - abs(i - center) / factor:.3g}" for i in range(k))
+    text = (f"factor = (k + 1) // 2 = **{factor}**, centre = **{center:g}** "
+            f"({'on a cell' if k % 2 else 'between the two middle cells'}). Each weight is the product of two "
+            f"tents 1 − |i − centre| / factor: [{tent}]. With stride {factor} and padding {factor // 2} a "
+            f"transposed convolution with this kernel upsamples {factor}× by bilinear interpolation.")
+    return fig, text
+
+
+def _data_uri(image: np.ndarray, fmt: str = "JPEG") -> str:
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        Image.fromarray(image).save(buf, format="JPEG", quality=92, subsampling=0)
+        mime = "image/jpeg"
+    else:
+        Image.fromarray(image).save(buf, format="PNG")
+        mime = "image/png"
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fit(rgb: np.ndarray, max_side: int) -> Tuple[np.ndarray, str]:
+    """Downscale so the longer side is at most ``max_side``; returns the image and a note (or '')."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb, ""
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    return small, f" (downscaled from {w} × {h} px: at most {max_side} px a side here)"
+
+
+@shows_errors
+def upsample(image, scale=2):
+    """The book's demo: the photo enlarged ``scale`` times by a bilinear-initialised transposed convolution.
+
+    Returns the output image, an HTML view of both at their real pixel sizes, and a summary.
+    """
+    rgb = as_rgb_image(image, "image")
+    scale = int(scale)
+    if not 2 <= scale <= 4:
+        raise ValueError(f"scale must be in 2..4, got {scale}")
+    rgb, note = _fit(rgb, MAX_UPSAMPLE_SIDE)
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float()
+    start = time.perf_counter()
+    y = bilinear_upsample(x, scale)
+    ms = (time.perf_counter() - start) * 1e3
+    out = y.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    (h, w), (oh, ow) = rgb.shape[:2], out.shape[:2]
+    k = 2 * scale - scale % 2
+    summary = (f"**input {w} × {h} px → output {ow} × {oh} px**{note} · transposed convolution with kernel {k}, "
+               f"stride {scale}, padding {scale // 2}, weights bilinear_kernel(3, 3, {k}) · {ms:.1f} ms on the CPU. "
+               "Both images below are shown at their real pixel size (scroll sideways for the output).")
+    view = (
+        '<div style="display:flex;gap:16px;align-items:flex-start;overflow-x:auto;padding-bottom:6px">'
+        f'<figure style="margin:0;flex:none"><img src="{_data_uri(rgb)}" width="{w}" height="{h}" '
+        f'style="max-width:none" alt="input"><figcaption>input {w} × {h} px</figcaption></figure>'
+        f'<figure style="margin:0;flex:none"><img src="{_data_uri(out)}" width="{ow}" height="{oh}" '
+        f'style="max-width:none" alt="output"><figcaption>output {ow} × {oh} px (real size)</figcaption></figure>'
+        "</div>"
+    )
+    return out, view, summary
+
+
+# --- FCN: models ----------------------------------------------------------------------------------
+
+def _remember(session: str, net: FCN, description: str) -> None:
+    """Keep ``session``'s trained net, forgetting the oldest beyond MAX_SESSION_NETS (bounded memory)."""
+    with _lock:
+        _session_nets[session] = (net, description)
+        _session_nets.move_to_end(session)
+        while len(_session_nets) > MAX_SESSION_NETS:
+            _session_nets.popitem(last=False)
+
+
+def shipped_model() -> Tuple[Optional[FCN], str]:
+    """The registry's FCN (loaded and sha256-checked once), or None with the reason."""
+    with _lock:
+        if "net" not in _shipped:
+            try:
+                net, entry = load_fcn(FCN_WEIGHTS, device=get_device())
+                m = entry.metrics
+                nan = float("nan")
+                _shipped["net"] = net
+                _shipped["text"] = (f"shipped checkpoint `{entry.file}` (sha256 verified; validation pixel accuracy "
+                                    f"{m.get('test_acc', nan):.3f}, mean IoU {m.get('test_mean_iou', nan):.3f})")
+            except WeightsError as err:
+                _shipped["net"] = None
+                _shipped["text"] = f"the shipped checkpoint `{FCN_WEIGHTS}` is not available ({err})"
+        return _shipped["net"], _shipped["text"]
+
+
+def no_model_message(reason: str) -> str:
+    return (f"No trained FCN yet: {reason}. Train one in the “Train FCN” section (Start training; on a CPU, "
+            "128 × 192 crops and 100 images make a quick run); Segment then uses it in your session. Or, from a "
+            "shell: `python -m vision_core train fcn --save fcn_resnet18_synthetic`.")
+
+
+def reference_path() -> Optional[Path]:
+    """Where torchvision's FCN-ResNet-50 file is on this machine (registry folder or torch cache), or None."""
+    name = f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth"
+    for folder in (vc_weights.PRETRAINED_DIR, vc_weights._cache_dir()):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
+def reference_note() -> str:
+    path = reference_path()
+    name = f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth"
+    if path is not None:
+        return (f"**Reference model for real photos:** torchvision's FCN-ResNet-50 (COCO images, the 21 VOC "
+                f"classes) found at `{path}`; choose it above.")
+    return (f"**Reference model for real photos:** torchvision's FCN-ResNet-50 is not on this machine. It needs a "
+            f"download (135 MB): on a machine with internet run `python -c \"import torchvision; "
+            f"torchvision.models.segmentation.fcn_resnet50(weights='COCO_WITH_VOC_LABELS_V1')\"`, which saves "
+            f"`{name}` in `{vc_weights._cache_dir()}` (or copy the file into `pretrained/`), then reload this page.")
+
+
+def reference_model() -> torch.nn.Module:
+    """torchvision's FCN-ResNet-50, loaded once (sha256 prefix checked by vision_core)."""
+    with _lock:
+        if "net" not in _reference:
+            try:
+                _reference["net"] = load_torchvision_fcn_resnet50(None, device=get_device())
+            except WeightsError as err:
+                raise ValueError(f"torchvision's FCN-ResNet-50 cannot be used: {err}") from None
+        return _reference["net"]
+
+
+def active_model(choice: str, request: Optional[gr.Request]) -> Tuple[Any, str]:
+    """The network Segment uses: the reference when chosen, else this session's trained net, else the
+    shipped checkpoint; ValueError saying how to get one when there is none."""
+    if choice == "resnet50":
+        return reference_model(), "torchvision's FCN-ResNet-50 (COCO images with VOC labels; reference for real photos)"
+    mine = _session_nets.get(_session(request))
+    if mine is not None:
+        return mine[0], f"your network, {mine[1]}"
+    net, text = shipped_model()
+    if net is None:
+        raise ValueError(no_model_message(text))
+    return net, text
+
+
+# --- FCN: data ------------------------------------------------------------------------------------
+
+def _example_images(count: int = NUM_EXAMPLES) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """The first validation images of the synthetic set and their labels, made in a few ms each.
+
+    The generator seeds every image on its own, so these equal the cached set's first ones
+    without generating the whole set at start-up.
+    """
+    h, w = SYNTHETIC["height"], SYNTHETIC["width"]
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_voc_synthetic(tmp, seed=DATA_SEED, num_train=1, num_val=count, height=h, width=w)
+        data = VOCSegDataset(False, (h, w), tmp)
+        return {f"synthetic validation #{i}": (data.features[i].permute(1, 2, 0).numpy().copy(),
+                                               data.labels[i].numpy().copy())
+                for i in range(len(data))}
+
+
+def voc_root(progress=None) -> Path:
+    """The cached synthetic set (generated on first use, ~20 s for the default 700 images)."""
+    return synthetic_voc_dir(DATA_SEED, progress=progress, **SYNTHETIC)
+
+
+def _legend(present: List[int]) -> str:
+    chips = []
+    for c in present:
+        r, g, b = VOC_COLORMAP[c]
+        chips.append(f'<span style="display:inline-flex;align-items:center;margin:2px 12px 2px 0">'
+                     f'<span style="width:16px;height:16px;border:1px solid #888;margin-right:5px;'
+                     f'background:rgb({r},{g},{b})"></span>{VOC_CLASSES[c]}</span>')
+    return '<div id="seg-fcn-legend-chips" style="display:flex;flex-wrap:wrap">' + "".join(chips) + "</div>"
+
+
+def _hex(c: int) -> str:
+    return "#%02x%02x%02x" % VOC_COLORMAP[c]
+
+
+@shows_errors
+def segment(image, model="fcn", request: gr.Request = None, examples: Optional[dict] = None):
+    """Segment the image: the overlay, a legend of the classes found, their pixel shares, a summary."""
+    rgb = as_rgb_image(image, "image")
+    rgb, note = _fit(rgb, MAX_SEGMENT_SIDE)
+    if model not in ("fcn", "resnet50"):
+        raise ValueError(f"model must be 'fcn' or 'resnet50', got {model!r}")
+    net, which = active_model(model, request)
+    x = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    start = time.perf_counter()
+    pred = predict_fcn(net, x)
+    ms = (time.perf_counter() - start) * 1e3
+    overlay = overlay_mask(x, pred)
+    counts = torch.bincount(pred.flatten(), minlength=len(VOC_CLASSES)).tolist()
+    present = sorted((c for c, n in enumerate(counts) if n), key=lambda c: -counts[c])
+    total = pred.numel()
+    table = pd.DataFrame(
+        [[VOC_CLASSES[c], c, _hex(c), counts[c], round(100 * counts[c] / total, 2)] for c in present],
+        columns=["class", "index", "colour", "pixels", "share (%)"])
+    h, w = rgb.shape[:2]
+    device = next(net.parameters()).device
+    summary = (f"**{len(present)} class{'es' if len(present) != 1 else ''} found** in {w} × {h} px{note} · "
+               f"{ms:.0f} ms on {device} · model: {which}")
+    for name, (photo, label) in (examples or {}).items():
+        if photo.shape == rgb.shape and np.array_equal(photo, rgb):
+            truth = torch.from_numpy(label).long()
+            acc = float(pixel_accuracy(pred, truth))
+            miou = float(mean_iou(confusion_matrix(pred, truth, len(VOC_CLASSES))))
+            summary += f"  \nAgainst the ground truth of {name}: pixel accuracy **{acc:.3f}**, mean IoU **{miou:.3f}**."
+            break
+    return overlay, _legend(present), table, summary
+
+
+def sketch_image(value) -> np.ndarray:
+    """The sketch editor's flattened picture, on white where it is transparent."""
+    if isinstance(value, dict):  # the editor's {"background", "layers", "composite"}
+        value = value.get("composite") if value.get("composite") is not None else value.get("background")
+    if value is None:
+        raise gr.Error("the sketch is empty: draw some shapes first (or upload a picture into the editor)")
+    array = np.asarray(value)
+    if array.ndim == 3 and array.shape[2] == 4:
+        alpha = array[..., 3:4].astype(np.float32) / 255.0
+        array = (array[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)).round().astype(np.uint8)
+    try:
+        return as_rgb_image(array, "sketch")
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+
+
+def _sketch_canvas() -> np.ndarray:
+    """A plain canvas with the synthetic background's muted look (a soft grey gradient)."""
+    h, w = SKETCH_SIZE
+    ramp = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+    base = np.array([196, 192, 184], np.float32) * (1 - ramp) + np.array([168, 172, 176], np.float32) * ramp
+    return np.broadcast_to(base, (h, w, 3)).round().astype(np.uint8).copy()
+
+
+# --- FCN: training --------------------------------------------------------------------------------
+
+def _curves(history: list) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss (the book's)",
+                                                        "pixel accuracy and mean IoU"))
+    epochs = [h["epoch"] for h in history]
+    fig.add_trace(go.Scatter(x=epochs, y=[h.get("loss") for h in history], mode="lines+markers", name="train loss"),
+                  row=1, col=1)
+    for key, name, dash in [("train_acc", "train acc", "solid"), ("test_acc", "test acc", "dot"),
+                            ("test_mean_iou", "test mIoU", "dash")]:
+        values = [h.get(key) for h in history]
+        fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name, line=dict(dash=dash)),
+                      row=1, col=2)
+    fig.update_xaxes(title="epoch", dtick=max(1, len(epochs) // 10))
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
+    fig.update_annotations(font_size=13)
+    return fig
+
+
+def _enlarge(picture: np.ndarray, min_height: int = 192) -> np.ndarray:
+    """Small previews (a 64 x 96 crop) enlarged by a whole factor, nearest neighbour, so classes stay crisp."""
+    factor = max(1, -(-min_height // picture.shape[0]))
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1) if factor > 1 else picture
+
+
+def _check_train_args(epochs, batch_size, lr, num_train, optimizer, crop):
+    epochs, batch_size, num_train = int(epochs), int(batch_size), int(num_train)
+    lr = float(lr) if lr is not None else float("nan")
+    available = SYNTHETIC["num_train"]
+    if not 1 <= epochs <= MAX_EPOCHS:
+        raise ValueError(f"epochs must be in 1..{MAX_EPOCHS}, got {epochs}")
+    if not 1 <= num_train <= available:
+        raise ValueError(f"training images must be in 1..{available}, got {num_train}")
+    if not 1 <= batch_size <= min(MAX_BATCH, num_train):
+        raise ValueError(f"batch size must be in 1..{min(MAX_BATCH, num_train)} (at most the training images; "
+                         f"the last partial batch is dropped), got {batch_size}")
+    if not (np.isfinite(lr) and 0 < lr <= 10):
+        raise ValueError(f"learning rate must be in (0, 10], got {lr}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if crop not in CROPS:
+        raise ValueError(f"crop size must be one of {', '.join(CROPS)}, got {crop!r}")
+    height, width = CROPS[crop]
+    if height > SYNTHETIC["height"] or width > SYNTHETIC["width"]:
+        raise ValueError(f"crop {height} × {width} is larger than the synthetic images "
+                         f"({SYNTHETIC['height']} × {SYNTHETIC['width']}); choose a smaller crop")
+    return epochs, batch_size, lr, num_train, (height, width)
+
+
+def _backbone() -> Tuple[Optional[dict], str]:
+    try:
+        path = find_resnet18_imagenet()
+        if path is not None:
+            return load_resnet18_imagenet(path), "ImageNet ResNet-18 trunk (as the book)"
+    except WeightsError as err:
+        return None, f"random trunk ({err})"
+    return None, "random trunk (offline: the book starts from ImageNet weights, which need a download)"
+
+
+def train(epochs, batch_size, lr, num_train, optimizer="sgd", crop="320x480", progress=gr.Progress(),
+          request: gr.Request = None):
+    """Train a fresh FCN on the synthetic set, streaming curves, the epoch preview and the status."""
+    try:
+        epochs, batch_size, lr, num_train, crop_hw = _check_train_args(epochs, batch_size, lr, num_train,
+                                                                        optimizer, crop)
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    session = _session(request)
+    history: list = []
+    preview = None
+    total_images = SYNTHETIC["num_train"] + SYNTHETIC["num_val"]
+    yield _curves(history), preview, (f"Preparing the offline synthetic set of {total_images:,} images (generated "
+                                      "on first use and cached: about 20 s for the default 700)…")
+    stop = threading.Event()
+    _stops[session] = stop
+    records = None
+    try:
+        try:
+            root = voc_root(progress=lambda done, total: progress(done / total,
+                                                                  desc=f"generating image {done}/{total}"))
+            train_set = VOCSegDataset(True, crop_hw, root)
+            train_set.features, train_set.labels = train_set.features[:num_train], train_set.labels[:num_train]
+            test_set = VOCSegDataset(False, crop_hw, root)
+            backbone, trunk = _backbone()
+            net = FCN(len(VOC_CLASSES), pretrained_backbone=backbone)
+            records = train_fcn(train_set, test_set, net=net, epochs=epochs, batch_size=batch_size, lr=lr,
+                                optimizer=optimizer, stop=stop, record_interval=0.5)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        status = (f"Starting: {num_train} images, crops {crop_hw[0]} × {crop_hw[1]}, {len(test_set)} test images, "
+                  f"{trunk}, on {get_device()}…")
+        yield _curves(history), preview, status
+        for record in records:
+            progress(record.fraction, desc=f"step {record.step}/{record.total}")
+            m = dict(record.metrics)
+            if "epoch" in m:
+                history.append(m)
+                preview = _enlarge(record.preview) if record.preview is not None else preview
+            rate = m.get("examples_per_s")
+            status = (f"Epoch {len(history) + (0 if 'epoch' in m or record.done else 1)}/{epochs} · "
+                      f"step {record.step}/{record.total}"
+                      + (f" · loss {m['loss']:.4f}" if "loss" in m else "")
+                      + (f" · {rate:,.1f} examples/s on {get_device()}" if rate else ""))
+            if record.done:
+                stopped = record.message == "stopped"
+                if history:
+                    desc = (f"trained here: {len(history)} epoch(s) on {num_train} images, crops "
+                            f"{crop_hw[0]} × {crop_hw[1]}" + (" (stopped early)" if stopped else ""))
+                    _remember(session, net, desc)
+                last = history[-1] if history else {}
+                status = ("**Stopped.** " if stopped else "**Done.** ") + status + (
+                    f" · test pixel accuracy {last['test_acc']:.3f}, test mIoU {last['test_mean_iou']:.3f}"
+                    if "test_acc" in last else "") + (
+                    " · Segment now uses this network in your session." if history else
+                    " · No epoch finished, so Segment keeps its previous model.")
+            yield _curves(history), preview, status
+    finally:
+        if records is not None:
+            records.close()  # frees the trainer's memory if the page went away mid-run
+        if _stops.get(session) is stop:
+            _stops.pop(session, None)
+
+
+def stop_training(request: gr.Request = None) -> str:
+    flag = _stops.get(_session(request))
+    if flag is None:
+        return "Nothing is training in this session."
+    flag.set()
+    return "Stopping after the current batch…"
+
+
+# --- layout ------------------------------------------------------------------------------------
+
+def _matrix_input(value, label: str, elem_id: str) -> gr.Dataframe:
+    return gr.Dataframe(value=value, type="array", datatype="number", interactive=True, label=label,
+                        elem_id=elem_id, headers=[f"col {j}" for j in range(len(value[0]))])
+
+
+def _build_transposed() -> None:
+    gr.Markdown("A transposed convolution (d2l 14.10) scatters each input cell's value times the kernel onto the "
+                "output, `stride` cells apart, adds the overlaps, then crops `padding` cells from every side. "
+                "Edit the tables (up to 8 × 8; add rows or columns from a cell's menu).")
+    with gr.Row():
+        with gr.Column(scale=4, min_width=300):
+            X = _matrix_input(BOOK_X, "Input X (the book: [[0, 1], [2, 3]])", "seg-trans-x")
+            K = _matrix_input(BOOK_K, "Kernel K (the book: [[0, 1], [2, 3]])", "seg-trans-k")
+            with gr.Row():
+                stride = gr.Slider(1, 3, value=1, step=1, label="Stride s", elem_id="seg-trans-stride")
+                padding = gr.Slider(0, 2, value=0, step=1, label="Padding p", elem_id="seg-trans-padding")
+            compute = gr.Button("Compute", variant="primary", elem_id="seg-trans-btn")
+        with gr.Column(scale=6, min_width=360):
+            first = render_trans_conv(BOOK_X, BOOK_K, 1, 0)
+            formula = gr.Markdown(first[1], elem_id="seg-trans-formula")
+            output = gr.Dataframe(first[0], interactive=False, label="Output Y = trans_conv(X, K)",
+                                  elem_id="seg-trans-output")
+            figure = gr.Plot(first[2], label="X, K and Y", elem_id="seg-trans-figure")
+    gr.Markdown("### Step through the scatter\nOne input cell at a time: its scaled kernel copy (red frame) on the "
+                "uncropped grid, and the running sum.")
+    frame = render_trans_step(BOOK_X, BOOK_K, 1, 0, 1)
+    with gr.Row():
+        step = gr.Slider(1, frame[3]["maximum"], value=1, step=1, label="Step (input cell, row by row)",
+                         elem_id="seg-trans-step")
+        play = gr.Button("▶ Play", variant="primary", elem_id="seg-trans-play")
+    step_summary = gr.Markdown(frame[2], elem_id="seg-trans-step-summary")
+    step_fig = gr.Plot(frame[0], label="The scatter, step by step", elem_id="seg-trans-step-figure")
+    running = gr.Dataframe(frame[1], interactive=False, label="Running sum, cropped to the output",
+                           elem_id="seg-trans-running")
+    gr.Markdown("### The same result from an ordinary convolution")
+    conv_text = gr.Markdown(first[4], elem_id="seg-trans-conv-check")
+    conv_fig = gr.Plot(first[3], label="Zero insertion, flipped kernel, convolution", elem_id="seg-trans-conv-figure")
+
+    inputs = [X, K, stride, padding]
+    outputs = [output, formula, figure, conv_fig, conv_text]
+    step_inputs = inputs + [step]
+    step_outputs = [step_fig, running, step_summary, step]
+    compute.click(render_trans_conv, inputs, outputs, api_name="trans_conv").success(
+        render_trans_step, step_inputs, step_outputs, api_visibility="private")
+    for control in (X, K):
+        control.input(render_trans_conv, inputs, outputs, api_visibility="private").success(
+            render_trans_step, step_inputs, step_outputs, api_visibility="private")
+    for control in (stride, padding):
+        control.input(render_trans_conv, inputs, outputs, api_visibility="private",
+                      trigger_mode="always_last").success(
+            render_trans_step, step_inputs, step_outputs, api_visibility="private")
+    step.input(render_trans_step, step_inputs, step_outputs, api_name="trans_conv_step", trigger_mode="always_last")
+    play.click(play_trans_conv, inputs, step_outputs, api_name="trans_conv_play")
+
+
+def _build_bilinear() -> None:
+    gr.Markdown("FCN initialises its transposed convolution with **bilinear interpolation** (d2l 14.11.2). "
+                "Its kernel, and the book's demo: a photo enlarged 2× by such a layer.")
+    with gr.Row():
+        with gr.Column(scale=4, min_width=300):
+            kernel_size = gr.Slider(2, 16, value=4, step=1, label="Kernel size k (the book's 2× demo: 4)",
+                                    elem_id="seg-bilinear-k")
+            first = render_bilinear_kernel(4)
+            kernel_text = gr.Markdown(first[1], elem_id="seg-bilinear-kernel-text")
+        with gr.Column(scale=6, min_width=360):
+            kernel_fig = gr.Plot(first[0], label="bilinear_kernel", elem_id="seg-bilinear-kernel")
+    kernel_size.input(render_bilinear_kernel, kernel_size, [kernel_fig, kernel_text], api_name="bilinear_kernel",
+                      trigger_mode="always_last")
+    photo0 = load_example("chelsea")
+    with gr.Row():
+        with gr.Column(scale=4, min_width=300):
+            example = gr.Dropdown(list(EXAMPLES), value="chelsea", label="Example photo (offline)")
+            photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+                             label="Photo (upload your own)", height=240, elem_id="seg-bilinear-photo")
+            scale = gr.Slider(2, 4, value=2, step=1, label="Scale (the book: 2)")
+            run = gr.Button("Upsample", variant="primary", elem_id="seg-bilinear-btn")
+        with gr.Column(scale=6, min_width=360):
+            out0, view0, summary0 = upsample(photo0, 2)
+            summary = gr.Markdown(summary0, elem_id="seg-bilinear-summary")
+            with gr.Accordion("Output image file", open=False):
+                out_image = gr.Image(out0, interactive=False, format="png", label="Upsampled (download)",
+                                     elem_id="seg-bilinear-output")
+    view = gr.HTML(view0, elem_id="seg-bilinear-view")
+    outputs = [out_image, view, summary]
+    run.click(upsample, [photo, scale], outputs, api_name="bilinear")
+    scale.input(upsample, [photo, scale], outputs, api_visibility="private", trigger_mode="always_last")
+    photo.upload(upsample, [photo, scale], outputs, api_visibility="private")
+    example.input(example_photo, example, photo, api_visibility="private").then(
+        upsample, [photo, scale], outputs, api_visibility="private")
+
+
+def _build_segment(examples: dict) -> None:
+    first_name = next(iter(examples))
+    has_reference = reference_path() is not None
+    choices = [("FCN (ResNet-18): trained here, else the shipped checkpoint", "fcn")]
+    if has_reference:
+        choices.append(("torchvision FCN-ResNet-50: reference model for real photos", "resnet50"))
+
+    def run(image, model, request: gr.Request = None):
+        return segment(image, model, request, examples=examples)
+
+    net, which = shipped_model()
+    with gr.Row():
+        with gr.Column(scale=4, min_width=300):
+            example = gr.Dropdown(list(examples), value=first_name, label="Example (offline synthetic validation image)")
+            image = gr.Image(examples[first_name][0], type="numpy", image_mode="RGB", format="png",
+                             sources=["upload", "clipboard"], label="Image (upload your own)", height=240,
+                             elem_id="seg-fcn-image")
+            model = gr.Radio(choices, value="fcn", label="Model", elem_id="seg-fcn-model")
+            segment_btn = gr.Button("Segment", variant="primary", elem_id="seg-fcn-btn")
+            with gr.Accordion("…or draw a sketch", open=False):
+                gr.Markdown("Paint shapes like the synthetic classes: " + ", ".join(
+                    f"<span style='color:{c}'>■</span> {name}" for c, name in SKETCH_COLORS.items()) + ".")
+                sketch = gr.ImageEditor(
+                    value={"background": _sketch_canvas(), "layers": [], "composite": None},
+                    type="numpy", image_mode="RGB", sources=["upload", "clipboard"], label="Sketch",
+                    brush=gr.Brush(colors=list(SKETCH_COLORS), default_color=next(iter(SKETCH_COLORS)),
+                                   default_size=24, color_mode="defaults"),
+                    layers=False, transforms=(), canvas_size=(SKETCH_SIZE[1], SKETCH_SIZE[0]), height=360,
+                    elem_id="seg-fcn-sketch")
+                sketch_btn = gr.Button("Segment the sketch", elem_id="seg-fcn-sketch-btn")
+        with gr.Column(scale=6, min_width=360):
+            if net is not None:
+                first = run(examples[first_name][0], "fcn")
+            else:
+                first = (None, "", pd.DataFrame(columns=["class", "index", "colour", "pixels", "share (%)"]),
+                         no_model_message(which))
+            summary = gr.Markdown(first[3], elem_id="seg-fcn-summary")
+            overlay = gr.Image(first[0], interactive=False, label="Predicted classes over the image",
+                               elem_id="seg-fcn-overlay", height=360)
+            legend = gr.HTML(first[1], elem_id="seg-fcn-legend")
+            shares = gr.Dataframe(first[2], interactive=False, label="Pixel share per class", elem_id="seg-fcn-shares")
+            gr.Markdown(reference_note(), elem_id="seg-fcn-reference")
+    outputs = [overlay, legend, shares, summary]
+    segment_btn.click(run, [image, model], outputs, api_name="fcn_segment")
+    image.upload(run, [image, model], outputs, api_visibility="private")
+    example.input(lambda name: examples[name][0], example, image, api_visibility="private").then(
+        run, [image, model], outputs, api_visibility="private")
+    sketch_btn.click(sketch_image, sketch, image, api_visibility="private").success(
+        run, [image, model], outputs, api_visibility="private")
+
+
+def _build_train() -> None:
+    available = SYNTHETIC["num_train"]
+    default_crop = "320x480" if SYNTHETIC["height"] >= 320 and SYNTHETIC["width"] >= 480 else next(
+        c for c, (h, w) in CROPS.items() if h <= SYNTHETIC["height"] and w <= SYNTHETIC["width"])
+    with gr.Row():
+        with gr.Column(scale=4, min_width=300):
+            epochs = gr.Slider(1, MAX_EPOCHS, value=5, step=1, label="Epochs (the book: 5)")
+            batch = gr.Slider(1, MAX_BATCH, value=min(32, available), step=1, label="Batch size (the book: 32)")
+            optimizer = gr.Radio([("SGD (the book)", "sgd"), ("AdamW", "adamw")], value="sgd", label="Optimizer",
+                                 info="offline the trunk starts random; AdamW leaves the all-background start sooner")
+            lr = gr.Number(LEARNING_RATES["sgd"], minimum=1e-6, maximum=10, label="Learning rate (the book: 0.001)")
+            num_train = gr.Slider(1, available, value=available, step=1,
+                                  label=f"Training images (of {available:,})")
+            crop = gr.Radio([(CROP_LABELS[c], c) for c in CROPS], value=default_crop, label="Crop size (height × width)",
+                            info="multiples of 32, the FCN's stride; smaller crops train much faster on a CPU")
+            with gr.Row():
+                start = gr.Button("Start training", variant="primary", elem_id="seg-fcn-train-btn")
+                stop = gr.Button("Stop", variant="stop", elem_id="seg-fcn-stop-btn")
+            gr.Markdown(f"The data: {available:,} training and {SYNTHETIC['num_val']:,} test images of the offline "
+                        f"synthetic set, {SYNTHETIC['height']} × {SYNTHETIC['width']} px, generated on first use. "
+                        "On 2 CPU cores an epoch of the book's 600 crops of 320 × 480 takes several minutes; "
+                        "try 128 × 192 crops with 100 images for a quick run. A GPU takes seconds an epoch.")
+        with gr.Column(scale=6, min_width=360):
+            status = gr.Markdown("Not started.", elem_id="seg-fcn-train-status")
+            curves = gr.Plot(_curves([]), label="Loss, pixel accuracy and mean IoU per epoch", elem_id="seg-fcn-curves")
+            preview = gr.Image(None, interactive=False, elem_id="seg-fcn-preview", height=240,
+                               label="Each epoch, a test crop: photo · predicted · true classes")
+    optimizer.input(lambda name: LEARNING_RATES.get(name, 0.001), optimizer, lr, api_visibility="private")
+    start.click(train, [epochs, batch, lr, num_train, optimizer, crop], [curves, preview, status],
+                api_name="fcn_train", **HEAVY)
+    stop.click(stop_training, None, status, api_name="fcn_stop")
+
+
+def build() -> None:
+    """Lay out the Segmentation tab (four sections) and wire its events."""
+    examples = _example_images()
+    gr.Markdown(INTRO)
+    with gr.Tabs():
+        with gr.Tab("Transposed convolution", id="seg-transposed"):
+            _build_transposed()
+        with gr.Tab("Bilinear upsampling", id="seg-bilinear"):
+            _build_bilinear()
+        with gr.Tab("FCN", id="seg-fcn"):
+            _build_segment(examples)
+        with gr.Tab("Train FCN", id="seg-fcn-train"):
+            _build_train()

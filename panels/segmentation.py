@@ -451,7 +451,7 @@ def no_model_message(reason: str) -> str:
 def reference_path() -> Optional[Path]:
     """Where torchvision's FCN-ResNet-50 file is on this machine (registry folder or torch cache), or None."""
     name = f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth"
-    for folder in (vc_weights.PRETRAINED_DIR, vc_weights._cache_dir()):
+    for folder in (vc_weights.PRETRAINED_DIR, vc_weights.torch_cache_dir()):
         if (Path(folder) / name).is_file():
             return Path(folder) / name
     return None
@@ -466,7 +466,7 @@ def reference_note() -> str:
     return (f"**Reference model for real photos:** torchvision's FCN-ResNet-50 is not on this machine. It needs a "
             f"download (135 MB): on a machine with internet run `python -c \"import torchvision; "
             f"torchvision.models.segmentation.fcn_resnet50(weights='COCO_WITH_VOC_LABELS_V1')\"`, which saves "
-            f"`{name}` in `{vc_weights._cache_dir()}` (or copy the file into `pretrained/`), then reload this page.")
+            f"`{name}` in `{vc_weights.torch_cache_dir()}` (or copy the file into `pretrained/`), then reload this page.")
 
 
 def reference_model() -> torch.nn.Module:

@@ -251,7 +251,7 @@ def init_fcn_backbone(net: FCN, state_dict: Mapping[str, Tensor]) -> FCN:
 def _find_checkpoint(stem: str, prefix: str, directory: Optional[Path]) -> Optional[Path]:
     """``<stem>-<prefix>.pth`` in the registry folder, then the torch cache; its sha256 checked."""
     file = f"{stem}-{prefix}.pth"
-    for folder in (Path(directory or _weights.PRETRAINED_DIR), _weights._cache_dir()):
+    for folder in (Path(directory or _weights.PRETRAINED_DIR), _weights.torch_cache_dir()):
         path = folder / file
         if path.is_file():
             if not _weights._sha256(path).startswith(prefix):
@@ -295,7 +295,7 @@ def load_resnet18_imagenet(path: Union[None, str, Path] = None) -> Dict[str, Ten
         if path is None:
             raise _weights.WeightsError(
                 f"resnet18-{RESNET18_IMAGENET_SHA256_PREFIX}.pth is not in {_weights.PRETRAINED_DIR} nor in "
-                f"{_weights._cache_dir()}: on a machine with internet, torchvision.models.resnet18(weights="
+                f"{_weights.torch_cache_dir()}: on a machine with internet, torchvision.models.resnet18(weights="
                 "'IMAGENET1K_V1') downloads it; offline, build FCN() without it (random trunk)")
     return _load_pth(Path(path))
 
@@ -1057,7 +1057,7 @@ def load_torchvision_fcn_resnet50(path: Union[None, str, Path] = None, device: U
         if path is None:
             raise _weights.WeightsError(
                 f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth is not in the registry folder nor in "
-                f"{_weights._cache_dir()}: pass its path, or train the offline FCN (train_fcn)")
+                f"{_weights.torch_cache_dir()}: pass its path, or train the offline FCN (train_fcn)")
     state = _load_pth(Path(path))
     with torch.random.fork_rng(devices=[]):
         net = fcn_resnet50(weights=None, weights_backbone=None, aux_loss=True)

@@ -85,14 +85,15 @@ def get_entry(name: str, directory: Optional[Path] = None) -> WeightEntry:
     return WeightEntry(**rows[name])
 
 
-def _cache_dir() -> Path:
+def torch_cache_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch``): where torchvision keeps weights it downloaded."""
     return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
 
 
 def find_weights(name: str, directory: Optional[Path] = None) -> Optional[Path]:
     """Where the file of ``name`` is: ``pretrained/``, then the user's torch cache; None if neither."""
     entry = get_entry(name, directory)
-    for folder in (Path(directory or PRETRAINED_DIR), _cache_dir()):
+    for folder in (Path(directory or PRETRAINED_DIR), torch_cache_dir()):
         path = folder / entry.file
         if path.is_file():
             return path
@@ -113,7 +114,7 @@ def verify_weights(name: str, directory: Optional[Path] = None) -> Path:
     path = find_weights(name, directory)
     if path is None:
         raise WeightsError(f"weights {name!r} ({entry.file}) are not in {Path(directory or PRETRAINED_DIR)} "
-                           f"nor in {_cache_dir()}")
+                           f"nor in {torch_cache_dir()}")
     size = path.stat().st_size
     if size != entry.bytes:
         raise WeightsError(f"weights {name!r} at {path} are {size} bytes, the manifest says {entry.bytes}: "

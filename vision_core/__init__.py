@@ -32,6 +32,7 @@ from .device import autocast_dtype, describe_device, get_device, resolve_device,
 from .regions import roi_align, roi_pool_grid, selective_search
 from .fcn import FCN, predict_fcn, train_fcn
 from .ssd import TinySSD, predict, train_ssd
+from .style import content_loss, gram, style_loss, style_transfer, tv_loss
 from .transposed import bilinear_kernel, trans_conv, trans_conv2d
 from .voc import VOC_CLASSES, VOC_COLORMAP, VOCSegDataset, load_data_voc, read_voc_images
 
@@ -78,6 +79,12 @@ __all__ = [
     "FCN",
     "predict_fcn",
     "train_fcn",
+    # style transfer (d2l 14.12)
+    "gram",
+    "content_loss",
+    "style_loss",
+    "tv_loss",
+    "style_transfer",
     # device
     "autocast_dtype",
     "describe_device",

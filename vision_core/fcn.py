@@ -254,7 +254,7 @@ def _find_checkpoint(stem: str, prefix: str, directory: Optional[Path]) -> Optio
     for folder in (Path(directory or _weights.PRETRAINED_DIR), _weights.torch_cache_dir()):
         path = folder / file
         if path.is_file():
-            if not _weights._sha256(path).startswith(prefix):
+            if not _weights.file_digest(path).startswith(prefix):
                 raise _weights.WeightsError(f"{path} does not match the sha256 prefix {prefix} in its name: the file "
                                             "is corrupt or truncated; delete it")
             return path

@@ -30,7 +30,6 @@ and :func:`mean_iou`.
 from __future__ import annotations
 
 import colorsys
-import hashlib
 import math
 import os
 import shutil
@@ -48,6 +47,7 @@ from torch import Tensor
 
 from .bananas import _photos  # the project's one list of bundled offline photos (lazy scikit-image)
 from .progress import Progress
+from .weights import file_digest
 
 __all__ = [
     "VOC_CLASSES",
@@ -802,14 +802,6 @@ def _offline() -> bool:
     return os.environ.get("VISION_LAB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_member(member: tarfile.TarInfo) -> None:
     """Refuse a member that could write outside the extraction folder."""
     name = member.name
@@ -909,7 +901,7 @@ def download_voc_records(root: PathLike, *, url: str = VOC_URL, keep_archive: bo
     archive = root / VOC_ARCHIVE
     expected = VOC_SHA1  # read at call time, so a test can swap it
     if archive.is_file():
-        if _sha1(archive) != expected:
+        if file_digest(archive, "sha1") != expected:
             raise VOCDownloadError(
                 f"{archive} does not match the expected SHA-1 {expected}: delete it and download again")
         yield from _extract(archive, root)
@@ -922,7 +914,7 @@ def download_voc_records(root: PathLike, *, url: str = VOC_URL, keep_archive: bo
         part = root / f".{VOC_ARCHIVE}.part-{os.getpid()}"
         try:
             yield from _fetch(url, part, chunk_size)
-            got = _sha1(part)
+            got = file_digest(part, "sha1")
             if got != expected:
                 raise VOCDownloadError(f"downloaded file from {url} has SHA-1 {got}, expected {expected}: "
                                        "the download is corrupt or not the VOC 2012 archive")

@@ -100,8 +100,9 @@ def find_weights(name: str, directory: Optional[Path] = None) -> Optional[Path]:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file read in 1 MiB blocks (weights are tens of MB, VOC's archive 2 GB)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -119,7 +120,7 @@ def verify_weights(name: str, directory: Optional[Path] = None) -> Path:
     if size != entry.bytes:
         raise WeightsError(f"weights {name!r} at {path} are {size} bytes, the manifest says {entry.bytes}: "
                            "the file is truncated or not the one listed")
-    if _sha256(path) != entry.sha256:
+    if file_digest(path) != entry.sha256:
         raise WeightsError(f"weights {name!r} at {path} do not match the manifest's sha256: the file is corrupt")
     return path
 
@@ -147,7 +148,7 @@ def save_weights(name: str, state_dict: Dict[str, torch.Tensor], *, license: str
     file = f"{name}.safetensors"
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(folder / file), metadata={"name": name})
-    entry = WeightEntry(name=name, file=file, sha256=_sha256(folder / file), bytes=(folder / file).stat().st_size,
+    entry = WeightEntry(name=name, file=file, sha256=file_digest(folder / file), bytes=(folder / file).stat().st_size,
                         format="safetensors", license=license, source=source, metrics=metrics,
                         description=description)
     rows = _read_manifest(folder)

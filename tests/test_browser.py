@@ -237,3 +237,30 @@ def test_segmentation_train_then_segment(opened: Page):
     expect(opened.locator("#seg-fcn-shares")).to_contain_text("share (%)")
     expect(opened.locator("#seg-fcn-overlay img")).to_be_visible()
     assert_no_errors(opened)
+
+
+def test_style_transfer_runs_streams_and_keeps_the_result(opened: Page):
+    opened.get_by_role("tab", name="Style transfer").click()
+    expect(opened.locator("#style-network-note")).to_contain_text("Network: EfficientNet-Lite0 (ImageNet; offline)")
+    expect(opened.locator("#style-network-note")).to_contain_text("vgg19-dcbb9e9d.pth")
+    before = opened.locator("#style-style img").get_attribute("src")
+    opened.get_by_label("Style image").click()
+    opened.get_by_role("option", name="swirl").click()
+    expect(opened.locator("#style-style img")).not_to_have_attribute("src", before)  # the swirl is in
+    set_slider(opened, "number input for Steps (the book: 500)", 120)
+    opened.locator("#style-start-btn").click()
+    expect(opened.locator("#style-status")).to_contain_text(re.compile(r"Step \d+/120"))  # a frame while it runs
+    expect(opened.locator("#style-status")).to_contain_text(re.compile(r"Done\. Step 120/120"), timeout=120_000)
+    expect(opened.locator("#style-live img")).to_be_visible()
+    expect(opened.locator("#style-result")).to_contain_text(".png")
+    opened.wait_for_function("() => document.querySelector('#style-curves .js-plotly-plot')?.data?.length === 3")
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "style-transfer.png"), full_page=True)
+    # Moving a slider after a run changes the settings only: the result stays.
+    set_slider(opened, "number input for Learning rate (the book: 0.3)", 0.3)
+    opened.locator("#style-book-btn").click()
+    expect(opened.get_by_label("number input for Learning rate (the book: 0.3)")).to_have_value("0.3")
+    expect(opened.locator("#style-status")).to_contain_text("Done. Step 120/120")
+    expect(opened.locator("#style-live img")).to_be_visible()
+    expect(opened.locator("#style-result")).to_contain_text(".png")
+    assert_no_errors(opened)

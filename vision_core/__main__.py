@@ -10,6 +10,10 @@ Subcommands (each with ``--help``)::
     train fcn   [--epochs 5] [--batch-size 32] [--lr 0.001] [--optimizer sgd|adamw] [--crop 320 480] ...
                 (also under torchrun: ``torchrun --nproc_per_node=N -m vision_core.fcn ...``)
     segment IMAGE [--weights fcn_resnet18_synthetic] [--out OVERLAY.png] [--device ...]
+    stylize CONTENT STYLE --out PNG [--network auto|vgg19|efficientnet_lite0] [--steps N] [--lr X]
+                [--content-weight X] [--style-weight X] [--tv-weight X] [--height H] [--balance/--no-balance]
+                (CONTENT and STYLE: image files, or the offline examples' names: chelsea, mosaic, ...)
+    weights fetch vgg19 (downloads torchvision's VGG-19, 548 MB, into the torch cache; needs internet)
     data bananas   [--out DIR] [--seed 0]
     data voc       --out DIR          (downloads Pascal VOC 2012, 2 GB, checksum-verified)
     data voc-synthetic [--seed 0]     (the offline segmentation set, into the cache)
@@ -143,6 +147,36 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("name", nargs="?", default=None, metavar="NAME", help="one registry name (default: all)")
     _add_weights_dir(verify)
     verify.set_defaults(func=_cmd_weights_verify)
+
+    fetch = actions.add_parser("fetch", help="download torchvision weights the app can use (needs internet)",
+                               description="Download torchvision's VGG-19 (548 MB) into $TORCH_HOME/hub/checkpoints "
+                               "for the book's style transfer; its sha256 prefix is checked. VISION_LAB_OFFLINE=1 "
+                               "forbids it.")
+    fetch.add_argument("name", choices=("vgg19",), help="what to download")
+    fetch.set_defaults(func=_cmd_weights_fetch)
+
+    stylize = commands.add_parser("stylize", help="neural style transfer of a photo (d2l 14.12)",
+                                  description="Synthesise an image with CONTENT's content and STYLE's style. Options "
+                                  "left out take the network's preset (VGG-19: the book's settings).")
+    stylize.add_argument("content", metavar="CONTENT", help="an image file, or an offline photo: "
+                         "chelsea, astronaut, coffee, rocket")
+    stylize.add_argument("style", metavar="STYLE", help="an image file, or an offline style: "
+                         "swirl, mosaic, waves, hubble, stain")
+    stylize.add_argument("--out", type=Path, required=True, metavar="PNG", help="where to write the result")
+    stylize.add_argument("--network", choices=("auto", "vgg19", "efficientnet_lite0"), default="auto",
+                         help="feature network (default: auto = VGG-19 if its file is here, else EfficientNet-Lite0)")
+    stylize.add_argument("--steps", type=_int_in("steps", 1, 10000), default=None, help="1..10000")
+    stylize.add_argument("--lr", type=_float_in("lr", 0.0, 10.0, lo_open=True), default=None, help="(0, 10]")
+    for name in ("content", "style", "tv"):
+        stylize.add_argument(f"--{name}-weight", type=_float_in(f"{name} weight", 0.0, 1e12, lo_open=True),
+                             default=None, help="(0, 1e12]")
+    stylize.add_argument("--height", type=_int_in("height", 16, 2048), default=None,
+                         help="16..2048; the width follows CONTENT's aspect ratio")
+    stylize.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
+                         help="balance the style layers' starting losses")
+    stylize.add_argument("--seed", type=_int_in("seed", 0, 2**31 - 1), default=0, help="(default: 0)")
+    _add_device(stylize)
+    stylize.set_defaults(func=_cmd_stylize)
 
     data = commands.add_parser("data", help="generate data sets", description="Generate data sets offline.")
     sets = data.add_subparsers(dest="dataset", metavar="DATASET", required=True)
@@ -373,6 +407,77 @@ def _cmd_segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if args.out is not None:
         Image.fromarray(overlay_mask(image, pred)).save(args.out)
         print(f"wrote {args.out}")
+    return 0
+
+
+def _read_picture(text: str, examples, load, what: str, parser: argparse.ArgumentParser):
+    """An image file, or an offline example by name, as ``uint8 [H, W, 3]``; anything else exits 2."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(text)
+    if path.is_file():
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB"))
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+            parser.error(f"{what} {text!r} could not be read as an image: {err}")
+    if text in examples:
+        return load(text)
+    parser.error(f"{what} {text!r} is neither an image file nor one of: {', '.join(examples)}")
+
+
+def _cmd_stylize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from PIL import Image
+
+    from .device import describe_device, resolve_device
+    from .examples import CONTENT_PHOTOS, STYLE_IMAGES, load_content_photo, load_style_image
+    from .progress import run_with_bar
+    from .style import load_style_network, style_transfer
+    from .weights import WeightsError
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
+    content = _read_picture(args.content, CONTENT_PHOTOS, load_content_photo, "CONTENT", parser)
+    style = _read_picture(args.style, STYLE_IMAGES, load_style_image, "STYLE", parser)
+    try:
+        taps, spec = load_style_network(args.network)
+    except WeightsError as err:
+        print(f"{PROG} stylize: {err}", file=sys.stderr)
+        return 1
+    settings = dict(spec.preset)
+    for key, value in (("steps", args.steps), ("lr", args.lr), ("content_weight", args.content_weight),
+                       ("style_weight", args.style_weight), ("tv_weight", args.tv_weight),
+                       ("balance_style_layers", args.balance)):
+        if value is not None:
+            settings[key] = value
+    height = args.height or settings["image_shape"][0]
+    h, w = content.shape[:2]
+    settings["image_shape"] = (height, max(16, min(2048, round(height * w / h))))
+    print(f"network: {spec.label}; {settings['steps']} steps at {settings['image_shape'][0]} x "
+          f"{settings['image_shape'][1]}; device: {describe_device(device)}", file=sys.stderr)
+    try:
+        last = run_with_bar(style_transfer(content, style, taps, device=device, seed=args.seed, **settings))
+    except ValueError as err:
+        parser.error(str(err))
+    Image.fromarray(last.preview).save(args.out)
+    print(f"{last.message}; wrote {args.out}")
+    return 0 if last.message.startswith("done") else 1
+
+
+def _cmd_weights_fetch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .progress import run_with_bar
+    from .style import VGG19_FILE
+    from .weights import WeightsError, download_torchvision_checkpoint
+
+    try:
+        last = run_with_bar(download_torchvision_checkpoint(VGG19_FILE))
+    except WeightsError as err:
+        print(f"\n{PROG} weights fetch: {err}", file=sys.stderr)
+        return 1
+    print(last.message)
     return 0
 
 

@@ -248,19 +248,6 @@ def init_fcn_backbone(net: FCN, state_dict: Mapping[str, Tensor]) -> FCN:
     return net
 
 
-def _find_checkpoint(stem: str, prefix: str, directory: Optional[Path]) -> Optional[Path]:
-    """``<stem>-<prefix>.pth`` in the registry folder, then the torch cache; its sha256 checked."""
-    file = f"{stem}-{prefix}.pth"
-    for folder in (Path(directory or _weights.PRETRAINED_DIR), _weights.torch_cache_dir()):
-        path = folder / file
-        if path.is_file():
-            if not _weights.file_digest(path).startswith(prefix):
-                raise _weights.WeightsError(f"{path} does not match the sha256 prefix {prefix} in its name: the file "
-                                            "is corrupt or truncated; delete it")
-            return path
-    return None
-
-
 def find_resnet18_imagenet(directory: Optional[Path] = None) -> Optional[Path]:
     """torchvision's ImageNet ResNet-18 file, if this machine has it; never touches the network.
 
@@ -279,7 +266,7 @@ def find_resnet18_imagenet(directory: Optional[Path] = None) -> Optional[Path]:
     Raises:
         WeightsError: the file is there but its sha256 does not match.
     """
-    return _find_checkpoint("resnet18", RESNET18_IMAGENET_SHA256_PREFIX, directory)
+    return _weights.find_torchvision_checkpoint(f"resnet18-{RESNET18_IMAGENET_SHA256_PREFIX}.pth", directory)
 
 
 def load_resnet18_imagenet(path: Union[None, str, Path] = None) -> Dict[str, Tensor]:
@@ -1053,7 +1040,7 @@ def load_torchvision_fcn_resnet50(path: Union[None, str, Path] = None, device: U
     from torchvision.models.segmentation import fcn_resnet50
 
     if path is None:
-        path = _find_checkpoint("fcn_resnet50_coco", FCN_RESNET50_SHA256_PREFIX, directory)
+        path = _weights.find_torchvision_checkpoint(f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth", directory)
         if path is None:
             raise _weights.WeightsError(
                 f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth is not in the registry folder nor in "

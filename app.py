@@ -19,6 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from panels import PANELS  # noqa: E402
+from panels.i18n import tr, translations  # noqa: E402
 from vision_core.device import DEVICE_CHOICES, describe_device, set_device  # noqa: E402
 
 TITLE = "Vision Lab"
@@ -39,8 +40,10 @@ CSS = """
 def _header() -> str:
     return (
         f"# {TITLE}\n"
-        "See the classic computer-vision chapter of *Dive into Deep Learning* at work. "
-        f"Running on **{describe_device()}**."
+        # One marker per string: the page translates only the first one it finds.
+        + tr("See the classic computer-vision chapter of *Dive into Deep Learning* at work. Running on",
+             "看《动手学深度学习》计算机视觉一章的经典方法如何运作。运行于")
+        + f" **{describe_device()}**."
     )
 
 
@@ -50,7 +53,7 @@ def build_demo() -> gr.Blocks:
         header = gr.Markdown(_header(), elem_id="vl-header")
         with gr.Tabs():
             for panel in PANELS:
-                with gr.Tab(panel.TITLE, id=panel.TAB_ID):
+                with gr.Tab(tr(panel.TITLE, panel.TITLE_ZH), id=panel.TAB_ID):
                     panel.build()
         # Re-read on each page load: `--device` is parsed after this module has built the demo.
         demo.load(_header, None, header, api_visibility="private")
@@ -59,6 +62,7 @@ def build_demo() -> gr.Blocks:
 
 
 demo = build_demo()
+I18N = translations()  # every English / Chinese pair the panels recorded while being built
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -95,6 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         share=args.share,
         theme=THEME,
         css=CSS,
+        i18n=I18N,
         footer_links=["api", "settings"],
     )
 

@@ -33,6 +33,7 @@ from .common import as_rgb_image, example_photo, parse_floats, shows_errors
 from .figures import FIGURE_HEIGHT, boxes_figure, color_for, draw_boxes
 
 TITLE = "Anchors"
+TITLE_ZH = "锚框"
 TAB_ID = "anchors"
 PLAY_DELAY = 0.6  # seconds between streamed steps: slow enough to follow by eye
 

@@ -21,6 +21,7 @@ from .common import as_rgb_image, shows_errors
 from .figures import boxes_figure, color_for
 
 TITLE = "Boxes"
+TITLE_ZH = "边界框"
 TAB_ID = "boxes"
 DEFAULT_EXAMPLE = "astronaut"
 BLANK_SIZE = (480, 640)  # (height, width) of the canvas used when no photo is loaded

@@ -8,6 +8,8 @@ from typing import Any, Callable
 import gradio as gr
 import numpy as np
 
+from .i18n import with_chinese
+
 MAX_IMAGE_PIXELS = 40_000_000  # about 7000 x 5700; larger uploads are refused with this number
 MIN_IMAGE_SIDE = 2
 
@@ -54,7 +56,7 @@ def shows_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(with_chinese(str(err))) from None
 
     return wrapper
 

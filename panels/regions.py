@@ -26,6 +26,7 @@ from .common import as_rgb_image, example_photo, shows_errors
 from .figures import boxes_figure
 
 TITLE = "Regions"
+TITLE_ZH = "区域"
 TAB_ID = "regions"
 STRIDES = (8, 16, 32)
 MAX_TOP_K = 200

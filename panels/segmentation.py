@@ -70,8 +70,10 @@ from vision_core.voc import (
 from vision_core.weights import WeightsError
 
 from .common import as_rgb_image, example_photo, shows_errors
+from .zerogpu import fcn_train_seconds, inference_device, on_gpu, park
 
 TITLE = "Segmentation"
+TITLE_ZH = "语义分割"
 TAB_ID = "segmentation"
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=1)  # one training run at a time per server
 PLAY_DELAY = 0.4  # seconds between streamed steps: a few frames a second
@@ -430,7 +432,7 @@ def shipped_model() -> Tuple[Optional[FCN], str]:
     with _lock:
         if "net" not in _shipped:
             try:
-                net, entry = load_fcn(FCN_WEIGHTS, device=get_device())
+                net, entry = load_fcn(FCN_WEIGHTS, device=inference_device())
                 m = entry.metrics
                 nan = float("nan")
                 _shipped["net"] = net
@@ -464,8 +466,8 @@ def reference_note() -> str:
         return (f"**Reference model for real photos:** torchvision's FCN-ResNet-50 (COCO images, the 21 VOC "
                 f"classes) found at `{path}`; choose it above.")
     return (f"**Reference model for real photos:** torchvision's FCN-ResNet-50 is not on this machine. It needs a "
-            f"download (135 MB): on a machine with internet run `python -c \"import torchvision; "
-            f"torchvision.models.segmentation.fcn_resnet50(weights='COCO_WITH_VOC_LABELS_V1')\"`, which saves "
+            f"download (135 MB): on a machine with internet run `python -m vision_core weights fetch fcn_resnet50` "
+            f"(the same file torchvision's `fcn_resnet50(weights='COCO_WITH_VOC_LABELS_V1')` downloads), which saves "
             f"`{name}` in `{vc_weights.torch_cache_dir()}` (or copy the file into `pretrained/`), then reload this page.")
 
 
@@ -474,7 +476,7 @@ def reference_model() -> torch.nn.Module:
     with _lock:
         if "net" not in _reference:
             try:
-                _reference["net"] = load_torchvision_fcn_resnet50(None, device=get_device())
+                _reference["net"] = load_torchvision_fcn_resnet50(None, device=inference_device())
             except WeightsError as err:
                 raise ValueError(f"torchvision's FCN-ResNet-50 cannot be used: {err}") from None
         return _reference["net"]
@@ -696,7 +698,7 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", crop="320x480", pr
                 if history:
                     desc = (f"trained here: {len(history)} epoch(s) on {num_train} images, crops "
                             f"{crop_hw[0]} × {crop_hw[1]}" + (" (stopped early)" if stopped else ""))
-                    _remember(session, net, desc)
+                    _remember(session, park(net), desc)
                 last = history[-1] if history else {}
                 status = ("**Stopped.** " if stopped else "**Done.** ") + status + (
                     f" · test pixel accuracy {last['test_acc']:.3f}, test mIoU {last['test_mean_iou']:.3f}"
@@ -891,7 +893,8 @@ def _build_train() -> None:
             preview = gr.Image(None, interactive=False, elem_id="seg-fcn-preview", height=240,
                                label="Each epoch, a test crop: photo · predicted · true classes")
     optimizer.input(lambda name: LEARNING_RATES.get(name, 0.001), optimizer, lr, api_visibility="private")
-    start.click(train, [epochs, batch, lr, num_train, optimizer, crop], [curves, preview, status],
+    start.click(on_gpu(train, fcn_train_seconds), [epochs, batch, lr, num_train, optimizer, crop],
+                [curves, preview, status],
                 api_name="fcn_train", **HEAVY)
     stop.click(stop_training, None, status, api_name="fcn_stop")
 

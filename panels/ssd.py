@@ -27,9 +27,11 @@ from vision_core.ssd import RATIOS, SIZES, SSD_WEIGHTS, TinySSD, load_tiny_ssd, 
 from vision_core.weights import WeightsError
 
 from .common import as_rgb_image, shows_errors
+from .zerogpu import on_gpu, park, ssd_train_seconds
 from .figures import color_for, draw_boxes
 
 TITLE = "SSD"
+TITLE_ZH = "SSD"
 TAB_ID = "ssd"
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=1)  # one training run at a time per server
 MAX_EPOCHS = 100
@@ -211,7 +213,7 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progre
         if record.done:
             stopped = record.message == "stopped"
             desc = f"trained here: {len(history)} epoch(s) on {num_train} images" + (" (stopped early)" if stopped else "")
-            _remember(_session(request), net, desc)
+            _remember(_session(request), park(net), desc)
             last = history[-1] if history else {}
             status = ("**Stopped.** " if stopped else "**Done.** ") + status + (
                 f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"
@@ -276,7 +278,8 @@ def build() -> None:
                     preview = gr.Image(None, interactive=False, label="Detections on a validation image, each epoch",
                                        elem_id="ssd-preview", height=300)
             optimizer.input(lambda name: LEARNING_RATES.get(name, 0.2), optimizer, lr, api_visibility="private")
-            start.click(train, [epochs, batch, lr, num_train, optimizer], [curves, preview, train_status],
+            start.click(on_gpu(train, ssd_train_seconds), [epochs, batch, lr, num_train, optimizer],
+                        [curves, preview, train_status],
                         api_name="ssd_train", **HEAVY)
             stop.click(stop_training, None, train_status, api_name="ssd_stop")
 

@@ -28,8 +28,10 @@ from vision_core.style import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNet
 from vision_core.weights import WeightsError, download_torchvision_checkpoint
 
 from .common import as_rgb_image, shows_errors
+from .zerogpu import on_gpu, park, style_seconds
 
 TITLE = "Style transfer"
+TITLE_ZH = "风格迁移"
 TAB_ID = "style"
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=1)  # one optimisation at a time per server
 MAX_STEPS = 2000
@@ -199,6 +201,7 @@ def run(content, style, network_name, content_weight, style_log10, tv_log10, lr,
                 yield image, _curves(series), status, gr.skip()
     finally:
         records.close()  # frees the device memory if the page went away mid-run
+        park(taps)
         if _stops.get(session) is stop:
             _stops.pop(session, None)
 
@@ -292,6 +295,6 @@ def build() -> None:
     vgg_btn.click(download_vgg19, None, [net_note, net_choice, vgg_btn], api_name="style_download_vgg19",
                   concurrency_id="download", concurrency_limit=1).then(
         lambda name: preset(name), net_choice, settings, api_visibility="private")
-    start.click(run, [content_img, style_img, net_choice, *settings], [live, curves, status, result],
+    start.click(on_gpu(run, style_seconds), [content_img, style_img, net_choice, *settings], [live, curves, status, result],
                 api_name="style_transfer", **HEAVY)
     stop.click(stop_run, None, status, api_name="style_stop")

@@ -39,6 +39,7 @@ def app_url():
         quiet=True,
         theme=app.THEME,
         css=app.CSS,
+        i18n=app.I18N,
     )
     yield app.demo.local_url
     app.demo.close()

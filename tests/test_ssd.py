@@ -402,6 +402,11 @@ def test_cli_help_and_weights_list_in_a_subprocess(tmp_path):
     (["weights", "list"], ["--weights-dir"]),
     (["weights", "verify"], ["NAME"]),
     (["data", "bananas"], ["--out", "--seed"]),
+    (["data", "voc"], ["--out", "--keep-archive"]),
+    (["data", "voc-synthetic"], ["--seed"]),
+    (["segment"], ["IMAGE", "--weights", "--out"]),
+    (["stylize"], ["CONTENT", "STYLE", "--out", "--network", "--steps", "--style-weight", "--balance"]),
+    (["weights", "fetch"], ["vgg19", "resnet18", "fcn_resnet50"]),
 ])
 def test_cli_subcommand_help(capsys, argv, words):
     with pytest.raises(SystemExit) as exit_:

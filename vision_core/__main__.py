@@ -13,7 +13,7 @@ Subcommands (each with ``--help``)::
     stylize CONTENT STYLE --out PNG [--network auto|vgg19|efficientnet_lite0] [--steps N] [--lr X]
                 [--content-weight X] [--style-weight X] [--tv-weight X] [--height H] [--balance/--no-balance]
                 (CONTENT and STYLE: image files, or the offline examples' names: chelsea, mosaic, ...)
-    weights fetch vgg19 (downloads torchvision's VGG-19, 548 MB, into the torch cache; needs internet)
+    weights fetch vgg19|resnet18|fcn_resnet50 (torchvision's ImageNet files, into the torch cache; needs internet)
     data bananas   [--out DIR] [--seed 0]
     data voc       --out DIR          (downloads Pascal VOC 2012, 2 GB, checksum-verified)
     data voc-synthetic [--seed 0]     (the offline segmentation set, into the cache)
@@ -149,10 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_cmd_weights_verify)
 
     fetch = actions.add_parser("fetch", help="download torchvision weights the app can use (needs internet)",
-                               description="Download torchvision's VGG-19 (548 MB) into $TORCH_HOME/hub/checkpoints "
-                               "for the book's style transfer; its sha256 prefix is checked. VISION_LAB_OFFLINE=1 "
-                               "forbids it.")
-    fetch.add_argument("name", choices=("vgg19",), help="what to download")
+                               description="Download torchvision's ImageNet weights into $TORCH_HOME/hub/checkpoints, "
+                               "where the app finds them: vgg19 (548 MB, the book's style transfer), resnet18 (45 MB, "
+                               "the FCN's trunk), fcn_resnet50 (136 MB, the Segmentation tab's reference model). The "
+                               "sha256 prefix in each name is checked. VISION_LAB_OFFLINE=1 forbids it.")
+    fetch.add_argument("name", choices=("vgg19", "resnet18", "fcn_resnet50"), help="what to download")
     fetch.set_defaults(func=_cmd_weights_fetch)
 
     stylize = commands.add_parser("stylize", help="neural style transfer of a photo (d2l 14.12)",
@@ -468,12 +469,15 @@ def _cmd_stylize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def _cmd_weights_fetch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .fcn import FCN_RESNET50_SHA256_PREFIX, RESNET18_IMAGENET_SHA256_PREFIX
     from .progress import run_with_bar
     from .style import VGG19_FILE
     from .weights import WeightsError, download_torchvision_checkpoint
 
+    file = {"vgg19": VGG19_FILE, "resnet18": f"resnet18-{RESNET18_IMAGENET_SHA256_PREFIX}.pth",
+            "fcn_resnet50": f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth"}[args.name]
     try:
-        last = run_with_bar(download_torchvision_checkpoint(VGG19_FILE))
+        last = run_with_bar(download_torchvision_checkpoint(file))
     except WeightsError as err:
         print(f"\n{PROG} weights fetch: {err}", file=sys.stderr)
         return 1

@@ -101,8 +101,11 @@ def describe_device(device: Optional[torch.device] = None) -> str:
     """One human line naming the device, e.g. ``"cuda:0 (NVIDIA H100 80GB HBM3)"``."""
     device = get_device() if device is None else torch.device(device)
     if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+        try:
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+        except (RuntimeError, AssertionError):  # e.g. ZeroGPU before a GPU is attached to the process
+            return "cuda"
     if device.type == "mps":
         return "mps (Apple GPU)"
     return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,81 @@
+"""The page in English and simplified Chinese, with Gradio's own i18n (``gr.I18n``).
+
+A panel writes each piece of interface text once, as a pair::
+
+    gr.Slider(..., label=tr("Steps (the book: 500)", "步数（书中：500）"))
+
+:func:`tr` records the pair under a key made from the English text and returns Gradio's
+translation marker (``str(I18nData(key))``). The page replaces every marker by the text of
+the language chosen in its Settings panel (the browser's language at first): in labels, help
+texts (``info``), button and tab titles, choices, and Markdown values, also inside a longer
+string, so ``tr(...) + " 3/5"`` works; but only the first marker of a string is replaced
+(Gradio 6.31, measured), so a string holds at most one. :func:`translations` builds the ``gr.I18n`` that
+``launch(i18n=...)`` needs from every pair recorded, so it is called after the panels are
+built.
+
+What the server computes while it runs (status lines, summaries, tables) stays English: those
+strings are also the API's output, which programs read. Error toasts are not translated by
+Gradio 6.31 (measured: a marker in ``gr.Error`` shows raw), so :func:`bilingual` writes both
+languages into the message, English first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, Tuple
+
+LANGUAGES = ("en", "zh-CN")
+_PAIRS: Dict[str, Tuple[str, str]] = {}
+
+
+def _key(en: str) -> str:
+    return "vl." + hashlib.sha1(en.encode("utf-8")).hexdigest()[:16]
+
+
+def tr(en: str, zh: str) -> str:
+    """Record the English / simplified Chinese pair and return the page's translation marker for it.
+
+    The same English text may be recorded again only with the same Chinese (one key, one meaning).
+    """
+    if not (isinstance(en, str) and isinstance(zh, str) and en and zh):
+        raise ValueError("tr() needs a non-empty English and a non-empty Chinese text")
+    key = _key(en)
+    known = _PAIRS.get(key)
+    if known is not None and known[1] != zh:
+        raise ValueError(f"{en!r} is already translated as {known[1]!r}, not {zh!r}")
+    _PAIRS[key] = (en, zh)
+    from gradio.i18n import I18nData
+
+    return str(I18nData(key))
+
+
+def bilingual(en: str, zh: str) -> str:
+    """An error message in both languages (English first, as the API's readers expect)."""
+    return f"{en}\n{zh}"
+
+
+def _has_chinese(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def with_chinese(message: str) -> str:
+    """``message`` if it already has its Chinese line, else the English one with a Chinese note after it.
+
+    The library (vision_core) writes its argument checks in English only, like PyTorch's; the
+    panels write theirs with :func:`bilingual`.
+    """
+    if _has_chinese(message):
+        return message
+    return bilingual(message, "输入有误：请按上面一行英文说明修改后重试。")
+
+
+def pairs() -> Dict[str, Tuple[str, str]]:
+    """Every recorded pair, by key."""
+    return dict(_PAIRS)
+
+
+def translations():
+    """``gr.I18n`` with every pair recorded so far (build the panels first)."""
+    import gradio as gr
+
+    return gr.I18n(en={k: en for k, (en, _) in _PAIRS.items()}, **{"zh-CN": {k: zh for k, (_, zh) in _PAIRS.items()}})

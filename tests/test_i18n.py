@@ -60,9 +60,9 @@ def test_every_pair_has_chinese_and_every_marker_is_known():
 def test_tr_refuses_a_second_meaning():
     from panels.i18n import bilingual, tr, with_chinese
 
-    assert tr("Start", "开始") == tr("Start", "开始")
+    assert tr("A word only this test uses", "只有这个测试用的词") == tr("A word only this test uses", "只有这个测试用的词")
     with pytest.raises(ValueError, match="already translated"):
-        tr("Start", "启动")
+        tr("A word only this test uses", "另一个意思")
     assert bilingual("bad", "坏") == "bad\n坏"
     assert with_chinese("steps must be in [1, 10]").startswith("steps must be in [1, 10]\n输入有误")
     assert with_chinese("bad\n坏") == "bad\n坏"

@@ -31,6 +31,7 @@ from vision_core.examples import EXAMPLES, load_example
 from .box_table import parse_box_table
 from .common import as_rgb_image, example_photo, parse_floats, shows_errors
 from .figures import FIGURE_HEIGHT, boxes_figure, color_for, draw_boxes
+from .i18n import bilingual, tr
 
 TITLE = "Anchors"
 TITLE_ZH = "锚框"
@@ -59,6 +60,17 @@ SECTION_NOTE = (
     "The book's examples (dog and cat on catdog.jpg) are re-created on the offline astronaut photo: "
     "the astronaut plays the dog, the shuttle model the cat."
 )
+INTRO = (
+    "**Anchor boxes** (d2l 14.4): the boxes a detector starts from, how they are labelled against "
+    "ground truth, and how non-maximum suppression thins the predictions. " + SECTION_NOTE
+)
+INTRO_ZH = (
+    "**锚框**（d2l 14.4）：目标检测模型的出发点，锚框如何根据真实边界框标注类别和偏移量，"
+    "以及非极大值抑制如何精简预测结果。书中的例子（catdog.jpg 上的狗和猫）在离线的宇航员照片上重现："
+    "宇航员扮演狗，航天飞机模型扮演猫。"
+)
+# The Chinese for the tables' names in error messages.
+_WHAT_ZH = {"ground truth": "真实边界框", "anchors": "锚框", "predictions": "预测"}
 
 
 def _photo(image: Optional[np.ndarray]) -> np.ndarray:
@@ -77,9 +89,10 @@ def _check_fmap(fmap_h: Any, fmap_w: Any) -> tuple:
     try:
         h, w = int(fmap_h), int(fmap_w)
     except (TypeError, ValueError):
-        raise ValueError("feature map height and width must be whole numbers") from None
+        raise ValueError(bilingual("feature map height and width must be whole numbers", "特征图的高和宽必须是整数")) from None
     if not (1 <= h <= 256 and 1 <= w <= 256):
-        raise ValueError(f"feature map height and width must be in 1..256, got {h} x {w}")
+        raise ValueError(bilingual(f"feature map height and width must be in 1..256, got {h} x {w}",
+                                    f"特征图的高和宽必须在 1..256 之间，收到 {h} x {w}"))
     return h, w
 
 
@@ -140,9 +153,10 @@ def _boxes_from_table(table, size, what):
     parsed = parse_box_table(table, "xyxy", "pixels", size)
     bad = [p for p in parsed.problems if not p.drawn]
     if bad:
-        raise ValueError(f"{what} row {bad[0].row}: {bad[0].message}")
+        raise ValueError(bilingual(f"{what} row {bad[0].row}: {bad[0].message}",
+                                   f"{_WHAT_ZH.get(what, what)}第 {bad[0].row} 行：{bad[0].message}"))
     if not parsed.rows:
-        raise ValueError(f"{what}: give at least one box")
+        raise ValueError(bilingual(f"{what}: give at least one box", f"{_WHAT_ZH.get(what, what)}：请至少给出一个框"))
     return parsed
 
 
@@ -202,7 +216,8 @@ def render_labelling(image, gt_table, anchor_table, threshold, step):
     gt = _boxes_from_table(gt_table, size, "ground truth")
     anc = _boxes_from_table(anchor_table, size, "anchors")
     if not (0 <= float(threshold) <= 1):
-        raise ValueError(f"IoU threshold must be in [0, 1], got {threshold}")
+        raise ValueError(bilingual(f"IoU threshold must be in [0, 1], got {threshold}",
+                                   f"交并比阈值必须在 [0, 1] 内，收到 {threshold}"))
     gt_n = normalize_boxes(gt.corners_px.float(), size)
     anc_n = normalize_boxes(anc.corners_px.float(), size)
     iou = box_iou(anc_n, gt_n).numpy()
@@ -242,9 +257,11 @@ def _predictions(table, size):
         try:
             p = [float(v) for v in rows[i][4:6]]
         except (TypeError, ValueError):
-            raise ValueError(f"predictions row {i + 1}: class probabilities must be numbers") from None
+            raise ValueError(bilingual(f"predictions row {i + 1}: class probabilities must be numbers",
+                                       f"预测第 {i + 1} 行：类别概率必须是数字")) from None
         if len(p) != 2 or not all(0 <= v <= 1 for v in p) or sum(p) > 1 + 1e-6:
-            raise ValueError(f"predictions row {i + 1}: two probabilities in [0, 1] summing to at most 1")
+            raise ValueError(bilingual(f"predictions row {i + 1}: two probabilities in [0, 1] summing to at most 1",
+                                       f"预测第 {i + 1} 行：需要两个 [0, 1] 内的概率，且总和不超过 1"))
         probs.append(p)
     probs = torch.tensor(probs, dtype=torch.float32)  # [A, 2]
     cls_probs = torch.cat([(1 - probs.sum(1, keepdim=True)).clamp(min=0), probs], dim=1).T  # [3, A]
@@ -257,7 +274,8 @@ def render_nms(image, pred_table, threshold, step):
     rgb = _photo(image)
     size = rgb.shape[:2]
     if not (0 <= float(threshold) <= 1):
-        raise ValueError(f"IoU threshold must be in [0, 1], got {threshold}")
+        raise ValueError(bilingual(f"IoU threshold must be in [0, 1], got {threshold}",
+                                   f"交并比阈值必须在 [0, 1] 内，收到 {threshold}"))
     parsed, cls_probs = _predictions(pred_table, size)
     boxes_n = normalize_boxes(parsed.corners_px.float(), size)
     conf, cls = cls_probs[1:].max(0)
@@ -312,10 +330,10 @@ def _stepping_controls(threshold_label: str, max_steps: int, prefix: str, photo0
     """Threshold slider, step slider with a Play button, and a photo upload."""
     threshold = gr.Slider(0, 1, value=0.5, step=0.05, label=threshold_label)
     with gr.Row():
-        step = gr.Slider(0, max_steps, value=0, step=1, label="Step", elem_id=f"{prefix}-step")
-        play = gr.Button("▶ Play", variant="primary", elem_id=f"{prefix}-play")
+        step = gr.Slider(0, max_steps, value=0, step=1, label=tr("Step", "步"), elem_id=f"{prefix}-step")
+        play = gr.Button(tr("▶ Play", "▶ 播放"), variant="primary", elem_id=f"{prefix}-play")
     photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
-                     label="Photo (upload to replace)", height=200)
+                     label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200)
     return threshold, step, play, photo
 
 
@@ -332,32 +350,36 @@ def _wire_stepping(render, player, inputs, outputs, tables, threshold, step, pla
 def build() -> None:
     """Lay out the Anchors tab (three sections) and wire its events."""
     photo0 = load_example("astronaut")
-    gr.Markdown(
-        "**Anchor boxes** (d2l 14.4): the boxes a detector starts from, how they are labelled against "
-        "ground truth, and how non-maximum suppression thins the predictions. " + SECTION_NOTE
-    )
+    gr.Markdown(tr(INTRO, INTRO_ZH))
     with gr.Tabs():
-        with gr.Tab("Anchor boxes", id="anchor-boxes"):
+        with gr.Tab(tr("Anchor boxes", "生成锚框"), id="anchor-boxes"):
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
                     with gr.Row():
-                        fmap_h = gr.Slider(1, 64, value=4, step=1, label="Feature map height")
-                        fmap_w = gr.Slider(1, 64, value=4, step=1, label="Feature map width")
-                    sizes = gr.Textbox("0.75, 0.5, 0.25", label="Sizes s (fractions of the image, comma-separated)")
-                    ratios = gr.Textbox("1, 2, 0.5", label="Aspect ratios r (width / height)")
+                        fmap_h = gr.Slider(1, 64, value=4, step=1, label=tr("Feature map height", "特征图高度"))
+                        fmap_w = gr.Slider(1, 64, value=4, step=1, label=tr("Feature map width", "特征图宽度"))
+                    sizes = gr.Textbox("0.75, 0.5, 0.25",
+                                       label=tr("Sizes s (fractions of the image, comma-separated)",
+                                                "缩放比 s（占图像的比例，用逗号分隔）"))
+                    ratios = gr.Textbox("1, 2, 0.5",
+                                        label=tr("Aspect ratios r (width / height)", "宽高比 r（宽 / 高）"))
                     with gr.Row():
-                        cell_row = gr.Number(1, precision=0, label="Cell row", minimum=0)
-                        cell_col = gr.Number(1, precision=0, label="Cell column", minimum=0)
-                    tinyssd = gr.Checkbox(False, label="Overlay TinySSD's five anchor scales (at the centre)")
-                    ab_example = gr.Dropdown(list(EXAMPLES), value="astronaut", label="Example photo (offline)")
+                        cell_row = gr.Number(1, precision=0, label=tr("Cell row", "单元格的行"), minimum=0)
+                        cell_col = gr.Number(1, precision=0, label=tr("Cell column", "单元格的列"), minimum=0)
+                    tinyssd = gr.Checkbox(False, label=tr("Overlay TinySSD's five anchor scales (at the centre)",
+                                                          "叠加 TinySSD 五个阶段的锚框（位于图像中心）"))
+                    ab_example = gr.Dropdown(list(EXAMPLES), value="astronaut",
+                                             label=tr("Example photo (offline)", "示例照片（离线）"))
                     ab_photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
-                                        label="Photo (upload to replace)", height=200)
+                                        label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200)
                 with gr.Column(scale=6, min_width=360):
                     first = render_anchor_boxes(photo0, 4, 4, "0.75, 0.5, 0.25", "1, 2, 0.5", 1, 1, False)
-                    ab_view = gr.Image(first[0], interactive=False, label="Click a pixel to see its anchors",
+                    ab_view = gr.Image(first[0], interactive=False,
+                                       label=tr("Click a pixel to see its anchors", "点击一个像素，查看以它为中心的锚框"),
                                        elem_id="anchors-view", height=FIGURE_HEIGHT)
                     ab_summary = gr.Markdown(first[2], elem_id="anchors-summary")
-                    ab_table = gr.Dataframe(first[1], interactive=False, label="Anchors at the chosen cell (pixels)",
+                    ab_table = gr.Dataframe(first[1], interactive=False,
+                                            label=tr("Anchors at the chosen cell (pixels)", "所选单元格的锚框（像素）"),
                                             elem_id="anchors-table")
             ab_inputs = [ab_photo, fmap_h, fmap_w, sizes, ratios, cell_row, cell_col, tinyssd]
             ab_outputs = [ab_view, ab_table, ab_summary]
@@ -375,43 +397,57 @@ def build() -> None:
             ab_view.select(click_to_cell, [ab_photo, fmap_h, fmap_w], [cell_row, cell_col],
                            api_visibility="private").then(render_anchor_boxes, ab_inputs, ab_outputs,
                                                           api_visibility="private")
-            gr.Button("Draw", visible=False).click(render_anchor_boxes, ab_inputs, ab_outputs, api_name="anchor_boxes")
+            gr.Button(tr("Draw", "绘制"), visible=False).click(render_anchor_boxes, ab_inputs, ab_outputs,
+                                                              api_name="anchor_boxes")
 
-        with gr.Tab("Labelling", id="labelling"):
+        with gr.Tab(tr("Labelling", "标注锚框"), id="labelling"):
             first = render_labelling(photo0, LABEL_GT, LABEL_ANCHORS, 0.5, 0)
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
-                    gt_table = _table(LABEL_GT, ["class", "x1", "y1", "x2", "y2"], "label-gt", "Ground truth (pixels)")
+                    gt_table = _table(LABEL_GT, ["class", "x1", "y1", "x2", "y2"], "label-gt",
+                                      tr("Ground truth (pixels)", "真实边界框（像素）"))
                     anchor_table = _table(LABEL_ANCHORS, ["anchor", "x1", "y1", "x2", "y2"], "label-anchors",
-                                          "Anchors (pixels)")
+                                          tr("Anchors (pixels)", "锚框（像素）"))
                     lb_threshold, lb_step, lb_play, lb_photo = _stepping_controls(
-                        "IoU threshold (the book: 0.5)", first[-1]["maximum"], "label", photo0)
+                        tr("IoU threshold (the book: 0.5)", "交并比阈值（书中：0.5）"), first[-1]["maximum"], "label",
+                        photo0)
                 with gr.Column(scale=6, min_width=360):
                     lb_summary = gr.Markdown(first[3], elem_id="label-summary")
-                    lb_fig = gr.Plot(first[0], label="Anchors coloured by the class they are assigned", elem_id="label-figure")
-                    lb_heat = gr.Plot(first[1], label="IoU matrix", elem_id="label-heatmap")
-                    lb_out = gr.Dataframe(first[2], interactive=False, label="multibox_target: labels and offsets",
+                    lb_fig = gr.Plot(first[0], label=tr("Anchors coloured by the class they are assigned",
+                                                        "按所分配的类别着色的锚框"),
+                                     elem_id="label-figure")
+                    lb_heat = gr.Plot(first[1], label=tr("IoU matrix", "交并比矩阵"), elem_id="label-heatmap")
+                    lb_out = gr.Dataframe(first[2], interactive=False,
+                                          label=tr("multibox_target: labels and offsets",
+                                                   "multibox_target：类别标签和偏移量"),
                                           elem_id="label-offsets")
             lb_inputs = [lb_photo, gt_table, anchor_table, lb_threshold, lb_step]
             lb_outputs = [lb_fig, lb_heat, lb_out, lb_summary, lb_step]
             _wire_stepping(render_labelling, play_labelling, lb_inputs, lb_outputs, (gt_table, anchor_table),
                            lb_threshold, lb_step, lb_play, lb_photo, "anchor_labelling")
 
-        with gr.Tab("NMS", id="nms"):
+        with gr.Tab(tr("NMS", "非极大值抑制"), id="nms"):
             first = render_nms(photo0, NMS_PRED, 0.5, 0)
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
                     pred_table = _table(NMS_PRED, ["x1", "y1", "x2", "y2", "p(astronaut)", "p(shuttle)"], "nms-pred",
-                                        "Predicted boxes (pixels) and class probabilities",
+                                        tr("Predicted boxes (pixels) and class probabilities",
+                                           "预测边界框（像素）和类别概率"),
                                         datatype=["number"] * 6)
                     nms_threshold, nms_step, nms_play, nms_photo = _stepping_controls(
-                        "NMS IoU threshold (the book: 0.5)", first[-1]["maximum"], "nms", photo0)
+                        tr("NMS IoU threshold (the book: 0.5)", "非极大值抑制的交并比阈值（书中：0.5）"),
+                        first[-1]["maximum"], "nms", photo0)
                 with gr.Column(scale=6, min_width=360):
                     nms_summary = gr.Markdown(first[2], elem_id="nms-summary")
-                    nms_fig = gr.Plot(first[0], label="green kept · orange current · red dashed suppressed · grey waiting",
+                    nms_fig = gr.Plot(first[0],
+                                      label=tr("green kept · orange current · red dashed suppressed · grey waiting",
+                                               "绿色：保留 · 橙色：当前 · 红色虚线：被抑制 · 灰色：等待中"),
                                       elem_id="nms-figure")
                     nms_out = gr.Dataframe(first[1], interactive=False,
-                                           label="multibox_detection: [class, conf, x1, y1, x2, y2] (normalised; class -1 = removed)",
+                                           label=tr("multibox_detection: [class, conf, x1, y1, x2, y2] "
+                                                    "(normalised; class -1 = removed)",
+                                                    "multibox_detection：[类别, 置信度, x1, y1, x2, y2]"
+                                                    "（归一化；类别 -1 表示已移除）"),
                                            elem_id="nms-detections")
             nms_inputs = [nms_photo, pred_table, nms_threshold, nms_step]
             nms_outputs = [nms_fig, nms_out, nms_summary, nms_step]

@@ -15,6 +15,8 @@ import torch
 
 from vision_core.boxes import BOX_FORMATS, box_convert, denormalize_boxes, normalize_boxes
 
+from .i18n import bilingual
+
 FORMAT_COLUMNS = {
     "xyxy": ("x1", "y1", "x2", "y2"),
     "cxcywh": ("cx", "cy", "w", "h"),
@@ -25,7 +27,13 @@ FORMAT_LABELS = {
     "cxcywh": "center (cx, cy, w, h)",
     "xywh": "corner + size (x, y, w, h)",
 }
+FORMAT_LABELS_ZH = {  # the same, for the page in Chinese (see panels.i18n)
+    "xyxy": "角点 (x1, y1, x2, y2)",
+    "cxcywh": "中心 (cx, cy, w, h)",
+    "xywh": "角点 + 尺寸 (x, y, w, h)",
+}
 UNITS = ("pixels", "normalised")
+UNITS_ZH = {"pixels": "像素", "normalised": "归一化"}
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,11 @@ class BoxTable:
 def check_format(fmt: str, units: str) -> None:
     """Raise ValueError unless ``fmt`` and ``units`` are known."""
     if fmt not in BOX_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(BOX_FORMATS)}, got {fmt!r}")
+        raise ValueError(bilingual(f"format must be one of {', '.join(BOX_FORMATS)}, got {fmt!r}",
+                                    f"格式必须是 {', '.join(BOX_FORMATS)} 之一，收到 {fmt!r}"))
     if units not in UNITS:
-        raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+        raise ValueError(bilingual(f"units must be one of {', '.join(UNITS)}, got {units!r}",
+                                    f"单位必须是 {', '.join(UNITS)} 之一，收到 {units!r}"))
 
 
 def table_rows(table: Any) -> List[list]:
@@ -69,7 +79,8 @@ def table_rows(table: Any) -> List[list]:
     if isinstance(table, dict):
         table = table.get("data") or []
     if not isinstance(table, (list, tuple)):
-        raise ValueError(f"the box table must be a list of rows, got {type(table).__name__}")
+        raise ValueError(bilingual(f"the box table must be a list of rows, got {type(table).__name__}",
+                                    f"边界框表格必须是由行组成的列表，收到的是 {type(table).__name__}"))
     return [list(r) if isinstance(r, (list, tuple)) else [r] for r in table]
 
 

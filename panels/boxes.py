@@ -16,9 +16,19 @@ import torch
 from vision_core.boxes import BOX_FORMATS, box_convert, normalize_boxes
 from vision_core.examples import EXAMPLES, load_example
 
-from .box_table import FORMAT_COLUMNS, FORMAT_LABELS, UNITS, BoxTable, convert_table, parse_box_table
+from .box_table import (
+    FORMAT_COLUMNS,
+    FORMAT_LABELS,
+    FORMAT_LABELS_ZH,
+    UNITS,
+    UNITS_ZH,
+    BoxTable,
+    convert_table,
+    parse_box_table,
+)
 from .common import as_rgb_image, shows_errors
 from .figures import boxes_figure, color_for
+from .i18n import bilingual, tr
 
 TITLE = "Boxes"
 TITLE_ZH = "边界框"
@@ -32,6 +42,12 @@ INTRO = """\
 in pixels or as fractions of the image. Edit any cell (press Enter), add rows with the
 table's + button, or switch the format: the table is rewritten in the new format.
 """
+INTRO_ZH = """\
+**边界框**（d2l 14.3）。用一种格式输入边界框，就能看到它在其他格式下的写法：
+*角点* `(x1, y1, x2, y2)`、*中心* `(cx, cy, w, h)` 和 *角点 + 尺寸* `(x, y, w, h)`，
+单位为像素或占图像的比例。编辑任意单元格（按 Enter），用表格的 + 按钮添加行，
+或者切换格式：表格会改写成新的格式。
+"""
 
 
 def headers(fmt: str) -> List[str]:
@@ -41,7 +57,8 @@ def headers(fmt: str) -> List[str]:
 def example_table(name: str, fmt: str, units: str) -> pd.DataFrame:
     """The example's preset boxes, rewritten in ``fmt`` and ``units``."""
     if name not in EXAMPLES:
-        raise ValueError(f"example must be one of {', '.join(EXAMPLES)}, got {name!r}")
+        raise ValueError(bilingual(f"example must be one of {', '.join(EXAMPLES)}, got {name!r}",
+                                    f"示例必须是 {', '.join(EXAMPLES)} 之一，收到 {name!r}"))
     image_size = load_example(name).shape[:2]
     rows = [list(b) for b in EXAMPLES[name].boxes]
     return pd.DataFrame(convert_table(rows, "xyxy", fmt, "pixels", units, image_size), columns=headers(fmt))
@@ -140,17 +157,20 @@ def build() -> None:
     photo0, table0 = load_example(DEFAULT_EXAMPLE), example_table(DEFAULT_EXAMPLE, fmt0, units0)
     # Rendered once here so the tab opens drawn, with no round trip to the server.
     fig0, *converted0, problems0, summary0 = render_boxes(photo0, table0, fmt0, units0)
-    gr.Markdown(INTRO)
+    format_labels = {f: tr(FORMAT_LABELS[f], FORMAT_LABELS_ZH[f]) for f in BOX_FORMATS}
+    gr.Markdown(tr(INTRO, INTRO_ZH))
     with gr.Row():
         with gr.Column(scale=5, min_width=320):
             with gr.Row():
                 example = gr.Dropdown(
-                    choices=list(EXAMPLES), value=DEFAULT_EXAMPLE, label="Example photo (offline)", scale=1
+                    choices=list(EXAMPLES), value=DEFAULT_EXAMPLE, label=tr("Example photo (offline)", "示例照片（离线）"),
+                    scale=1,
                 )
                 fmt = gr.Radio(
-                    choices=[(FORMAT_LABELS[f], f) for f in BOX_FORMATS], value=fmt0, label="Input format", scale=2
+                    choices=[(format_labels[f], f) for f in BOX_FORMATS], value=fmt0, label=tr("Input format", "输入格式"),
+                    scale=2,
                 )
-            units = gr.Radio(choices=list(UNITS), value=units0, label="Units")
+            units = gr.Radio(choices=[(tr(u, UNITS_ZH[u]), u) for u in UNITS], value=units0, label=tr("Units", "单位"))
             table = gr.Dataframe(
                 value=table0,
                 headers=headers(fmt0),
@@ -158,7 +178,7 @@ def build() -> None:
                 type="array",  # keeps an empty cell as None, where pandas would make it NaN
                 interactive=True,
                 show_row_numbers=True,
-                label="Boxes (editable)",
+                label=tr("Boxes (editable)", "边界框（可编辑）"),
                 elem_id="boxes-table",
             )
             caption = gr.Markdown(EXAMPLES[DEFAULT_EXAMPLE].caption, elem_id="boxes-caption")
@@ -167,28 +187,28 @@ def build() -> None:
                 type="numpy",
                 image_mode="RGB",
                 sources=["upload", "clipboard"],
-                label="Photo (upload your own to replace it)",
+                label=tr("Photo (upload your own to replace it)", "照片（上传你自己的照片来替换）"),
                 height=260,
                 elem_id="boxes-photo",
             )
         with gr.Column(scale=6, min_width=360):
-            figure = gr.Plot(fig0, label="Boxes drawn over the photo", elem_id="boxes-figure")
+            figure = gr.Plot(fig0, label=tr("Boxes drawn over the photo", "画在照片上的边界框"), elem_id="boxes-figure")
             summary = gr.Markdown(summary0, elem_id="boxes-summary")
             problems = gr.Dataframe(
-                problems0, headers=["row", "label", "problem"], interactive=False, label="Flagged rows", elem_id="boxes-problems",
-                wrap=True,
+                problems0, headers=["row", "label", "problem"], interactive=False, label=tr("Flagged rows", "有问题的行"),
+                elem_id="boxes-problems", wrap=True,
             )
-    gr.Markdown("**The same boxes in every format** (in the chosen units)")
+    gr.Markdown(tr("**The same boxes in every format** (in the chosen units)", "**同一组边界框的各种格式**（使用所选单位）"))
     with gr.Row():
         converted = [
-            gr.Dataframe(frame, headers=["row", "label", *FORMAT_COLUMNS[f]], interactive=False, label=FORMAT_LABELS[f],
+            gr.Dataframe(frame, headers=["row", "label", *FORMAT_COLUMNS[f]], interactive=False, label=format_labels[f],
                          elem_id=f"boxes-{f}")
             for f, frame in zip(BOX_FORMATS, converted0)
         ]
     # What the table is written in now. Hidden radios rather than gr.State so that the
     # /boxes_convert API takes both ends of the conversion explicitly.
-    fmt_state = gr.Radio(choices=list(BOX_FORMATS), value=fmt0, visible=False, label="from format")
-    units_state = gr.Radio(choices=list(UNITS), value=units0, visible=False, label="from units")
+    fmt_state = gr.Radio(choices=list(BOX_FORMATS), value=fmt0, visible=False, label=tr("from format", "原格式"))
+    units_state = gr.Radio(choices=list(UNITS), value=units0, visible=False, label=tr("from units", "原单位"))
 
     render_inputs = [photo, table, fmt, units]
     render_outputs = [figure, *converted, problems, summary]

@@ -24,6 +24,7 @@ from vision_core.regions import SELECTIVE_SEARCH_MODES, roi_align, roi_pool_grid
 
 from .common import as_rgb_image, example_photo, shows_errors
 from .figures import boxes_figure
+from .i18n import bilingual, tr
 
 TITLE = "Regions"
 TITLE_ZH = "区域"
@@ -40,6 +41,13 @@ feature map into an n × m grid and keep each cell's maximum, beside **RoIAlign*
 the window bilinearly instead of rounding it to whole cells. The feature map is a stand-in you
 can read: the photo's brightness averaged over stride × stride blocks.
 """
+INTRO_ZH = """\
+**区域卷积神经网络**（d2l 14.8）。R-CNN 从*建议区域*出发；这里的建议区域来自
+选择性搜索（OpenCV contrib）。选一个建议区域，看**感兴趣区域汇聚**（RoI pooling）如何把它在
+特征图上的窗口切成 n × m 的网格、并保留每个单元格的最大值；旁边是 **RoIAlign**，它对窗口做双线性采样，
+而不是把窗口取整到整个单元格。这里的特征图是一个便于阅读的替身：照片的亮度在步幅 × 步幅的块上取平均。
+"""
+MODES_ZH = {"fast": "快速", "quality": "高质量"}
 
 
 def proposals_for(rgb: np.ndarray, mode: str) -> Tuple[torch.Tensor, float, bool]:
@@ -115,17 +123,22 @@ def render_regions(image, mode, top_k, index, stride, out_h, out_w):
     """
     rgb = load_example("chelsea") if image is None else as_rgb_image(image, "photo")
     if mode not in SELECTIVE_SEARCH_MODES:
-        raise ValueError(f"mode must be one of {', '.join(SELECTIVE_SEARCH_MODES)}, got {mode!r}")
+        raise ValueError(bilingual(f"mode must be one of {', '.join(SELECTIVE_SEARCH_MODES)}, got {mode!r}",
+                                    f"模式必须是 {', '.join(SELECTIVE_SEARCH_MODES)} 之一，收到 {mode!r}"))
     if int(stride) not in STRIDES:
-        raise ValueError(f"stride must be one of {', '.join(map(str, STRIDES))}, got {stride}")
+        raise ValueError(bilingual(f"stride must be one of {', '.join(map(str, STRIDES))}, got {stride}",
+                                    f"步幅必须是 {', '.join(map(str, STRIDES))} 之一，收到 {stride}"))
     top_k, index, stride, out_h, out_w = int(top_k), int(index), int(stride), int(out_h), int(out_w)
     if not 1 <= top_k <= MAX_TOP_K:
-        raise ValueError(f"top K must be in 1..{MAX_TOP_K}, got {top_k}")
+        raise ValueError(bilingual(f"top K must be in 1..{MAX_TOP_K}, got {top_k}",
+                                    f"前 K 个中的 K 必须在 1..{MAX_TOP_K} 之间，收到 {top_k}"))
     if not (1 <= out_h <= 7 and 1 <= out_w <= 7):
-        raise ValueError(f"the pooling grid must be 1..7 cells each way, got {out_h} x {out_w}")
+        raise ValueError(bilingual(f"the pooling grid must be 1..7 cells each way, got {out_h} x {out_w}",
+                                    f"汇聚网格每个方向必须有 1..7 个单元格，收到 {out_h} x {out_w}"))
     boxes, seconds, cached = proposals_for(rgb, mode)
     if len(boxes) == 0:
-        raise ValueError("selective search found no regions in this photo; try another photo or the quality mode")
+        raise ValueError(bilingual("selective search found no regions in this photo; try another photo or the quality mode",
+                                   "选择性搜索在这张照片中没有找到区域；请换一张照片或使用 quality（高质量）模式"))
     shown = boxes[:top_k]
     index = min(max(index, 0), len(shown) - 1)
     chosen = shown[index]
@@ -168,29 +181,38 @@ def build() -> None:
     """Lay out the Regions tab and wire its events."""
     photo0 = load_example("chelsea")
     first = render_regions(photo0, "fast", 30, 0, 16, 2, 2)
-    gr.Markdown(INTRO)
+    gr.Markdown(tr(INTRO, INTRO_ZH))
     with gr.Row():
         with gr.Column(scale=4, min_width=300):
-            example = gr.Dropdown(list(EXAMPLES), value="chelsea", label="Example photo (offline)")
-            mode = gr.Radio(list(SELECTIVE_SEARCH_MODES), value="fast", label="Selective search mode")
-            top_k = gr.Slider(1, MAX_TOP_K, value=30, step=1, label="Proposals drawn (top K)")
-            index = gr.Slider(0, first[-1]["maximum"], value=0, step=1, label="Proposal to pool", elem_id="regions-index")
-            stride = gr.Radio(list(STRIDES), value=16, label="Feature map stride (pixels per cell)")
+            example = gr.Dropdown(list(EXAMPLES), value="chelsea",
+                                  label=tr("Example photo (offline)", "示例照片（离线）"))
+            mode = gr.Radio([(tr(m, MODES_ZH[m]), m) for m in SELECTIVE_SEARCH_MODES], value="fast",
+                            label=tr("Selective search mode", "选择性搜索模式"))
+            top_k = gr.Slider(1, MAX_TOP_K, value=30, step=1,
+                              label=tr("Proposals drawn (top K)", "绘制的建议区域数（前 K 个）"))
+            index = gr.Slider(0, first[-1]["maximum"], value=0, step=1, label=tr("Proposal to pool", "要汇聚的建议区域"),
+                              elem_id="regions-index")
+            stride = gr.Radio(list(STRIDES), value=16,
+                              label=tr("Feature map stride (pixels per cell)", "特征图的步幅（每个单元格的像素数）"))
             with gr.Row():
-                out_h = gr.Slider(1, 7, value=2, step=1, label="Grid rows n (the book: 2)")
-                out_w = gr.Slider(1, 7, value=2, step=1, label="Grid columns m (the book: 2)")
+                out_h = gr.Slider(1, 7, value=2, step=1, label=tr("Grid rows n (the book: 2)", "网格行数 n（书中：2）"))
+                out_w = gr.Slider(1, 7, value=2, step=1, label=tr("Grid columns m (the book: 2)", "网格列数 m（书中：2）"))
             photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
-                             label="Photo (upload to replace)", height=200, elem_id="regions-photo")
+                             label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200,
+                             elem_id="regions-photo")
         with gr.Column(scale=6, min_width=360):
             summary = gr.Markdown(first[5], elem_id="regions-summary")
-            proposals = gr.Plot(first[0], label="Proposals (orange: the one being pooled)", elem_id="regions-figure")
+            proposals = gr.Plot(first[0],
+                                label=tr("Proposals (orange: the one being pooled)", "建议区域（橙色：正在汇聚的那个）"),
+                                elem_id="regions-figure")
     with gr.Row():
-        grid = gr.Plot(first[1], label="RoI on the feature map: grid cells (blue) and each cell's maximum (red)",
+        grid = gr.Plot(first[1], label=tr("RoI on the feature map: grid cells (blue) and each cell's maximum (red)",
+                                          "特征图上的感兴趣区域：网格单元格（蓝色）和每个单元格的最大值（红色）"),
                        elem_id="regions-grid")
         with gr.Column():
-            pooled = gr.Plot(first[2], label="RoI pooling", elem_id="regions-pooled")
-            aligned = gr.Plot(first[3], label="RoIAlign", elem_id="regions-aligned")
-    table = gr.Dataframe(first[4], interactive=False, label="Pooled values", elem_id="regions-table")
+            pooled = gr.Plot(first[2], label=tr("RoI pooling", "感兴趣区域汇聚"), elem_id="regions-pooled")
+            aligned = gr.Plot(first[3], label=tr("RoIAlign", "RoIAlign"), elem_id="regions-aligned")
+    table = gr.Dataframe(first[4], interactive=False, label=tr("Pooled values", "汇聚后的值"), elem_id="regions-table")
     inputs = [photo, mode, top_k, index, stride, out_h, out_w]
     outputs = [proposals, grid, pooled, aligned, table, summary, index]
     example.input(example_photo, example, photo, api_visibility="private").then(
@@ -200,4 +222,4 @@ def build() -> None:
     for control in (mode, stride):
         control.input(render_regions, inputs, outputs, api_visibility="private")
     photo.upload(render_regions, inputs, outputs, api_visibility="private")
-    gr.Button("Pool", visible=False).click(render_regions, inputs, outputs, api_name="regions")
+    gr.Button(tr("Pool", "汇聚"), visible=False).click(render_regions, inputs, outputs, api_name="regions")

@@ -27,6 +27,7 @@ from vision_core.ssd import RATIOS, SIZES, SSD_WEIGHTS, TinySSD, load_tiny_ssd, 
 from vision_core.weights import WeightsError
 
 from .common import as_rgb_image, shows_errors
+from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, ssd_train_seconds
 from .figures import color_for, draw_boxes
 
@@ -44,6 +45,12 @@ each of 5,444 anchors over five scales, in one pass. Detect bananas with the shi
 checkpoint (trained by this project on its offline banana set), or train one here and watch
 the book's class error and box MAE fall.
 """
+INTRO_ZH = (  # one line of Markdown: a line break between Chinese characters would show as a space
+    "**单发多框检测**（d2l 14.7）。TinySSD 在一次前向传播中，为五个尺度上 5,444 个锚框中的每一个"
+    "预测一个类别和四个偏移量。可以用随附的检查点（由本项目在其离线香蕉数据集上训练）检测香蕉，"
+    "也可以在这里训练一个，看着书中的类别误差和边界框 MAE 逐渐下降。"
+    "\n"
+)
 
 MAX_SESSION_NETS = 8  # networks trained in the page are kept for the most recent sessions only
 
@@ -129,10 +136,11 @@ def detect(image, threshold, request: gr.Request = None):
     rgb = as_rgb_image(image, "image")
     threshold = float(threshold)
     if not 0 <= threshold <= 1:
-        raise ValueError(f"score threshold must be in [0, 1], got {threshold}")
+        raise ValueError(bilingual(f"score threshold must be in [0, 1], got {threshold}",
+                                   f"分数阈值须在 [0, 1] 之间，收到的是 {threshold}"))
     net, which = active_model(request)
     if net is None:
-        raise ValueError(f"no detector yet: {which}")
+        raise ValueError(bilingual(f"no detector yet: {which}", f"还没有可用的检测器：{which}"))
     x = torch.from_numpy(rgb).permute(2, 0, 1)
     start = time.perf_counter()
     rows = predict(net, x, threshold=threshold)[0].cpu()
@@ -151,7 +159,7 @@ def stage_anchors(image, stage):
     rgb = as_rgb_image(image, "image")
     stage = int(stage)
     if not 1 <= stage <= 5:
-        raise ValueError(f"stage must be in 1..5, got {stage}")
+        raise ValueError(bilingual(f"stage must be in 1..5, got {stage}", f"阶段须在 1..5 之间，收到的是 {stage}"))
     fmap = [32, 16, 8, 4, 1][stage - 1]
     h, w = rgb.shape[:2]
     anchors = multibox_prior(torch.zeros(1, 1, fmap, fmap), SIZES[stage - 1], RATIOS[stage - 1]).reshape(fmap, fmap, -1, 4)
@@ -186,9 +194,11 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progre
     try:
         epochs, batch_size, lr, num_train = int(epochs), int(batch_size), float(lr), int(num_train)
         if not 1 <= epochs <= MAX_EPOCHS:
-            raise ValueError(f"epochs must be in 1..{MAX_EPOCHS}, got {epochs}")
+            raise ValueError(bilingual(f"epochs must be in 1..{MAX_EPOCHS}, got {epochs}",
+                                       f"迭代周期数须在 1..{MAX_EPOCHS} 之间，收到的是 {epochs}"))
         if not 10 <= num_train <= 1000:
-            raise ValueError(f"training images must be in 10..1000, got {num_train}")
+            raise ValueError(bilingual(f"training images must be in 10..1000, got {num_train}",
+                                       f"训练图像数须在 10..1000 之间，收到的是 {num_train}"))
         images, labels = load_bananas(split="train")
         val = load_bananas(split="val")
         net = TinySSD(1)
@@ -197,7 +207,7 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progre
         records = train_ssd((images[:num_train], labels[:num_train]), val, net=net, epochs=epochs,
                             batch_size=batch_size, lr=lr, optimizer=optimizer, stop=stop)
     except ValueError as err:
-        raise gr.Error(str(err)) from None
+        raise gr.Error(with_chinese(str(err))) from None
     history, preview, status = [], None, "starting…"
     yield _curves(history), preview, status
     for record in records:
@@ -234,22 +244,22 @@ def build() -> None:
     examples = _example_images()
     first_name = next(iter(examples))
     net, which = shipped_model()
-    gr.Markdown(INTRO)
+    gr.Markdown(tr(INTRO, INTRO_ZH))
     with gr.Tabs():
-        with gr.Tab("Detect", id="ssd-detect"):
+        with gr.Tab(tr("Detect", "检测"), id="ssd-detect"):
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
-                    example = gr.Dropdown(list(examples), value=first_name, label="Example (offline validation image)")
+                    example = gr.Dropdown(list(examples), value=first_name, label=tr("Example (offline validation image)", "示例（离线验证集图像）"))
                     image = gr.Image(examples[first_name], type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
-                                     label="Image (upload your own)", height=260, elem_id="ssd-image")
-                    threshold = gr.Slider(0, 1, value=0.9, step=0.01, label="Score threshold (the book: 0.9)")
-                    detect_btn = gr.Button("Detect", variant="primary", elem_id="ssd-detect-btn")
+                                     label=tr("Image (upload your own)", "图像（可上传你自己的）"), height=260, elem_id="ssd-image")
+                    threshold = gr.Slider(0, 1, value=0.9, step=0.01, label=tr("Score threshold (the book: 0.9)", "分数阈值（书中：0.9）"))
+                    detect_btn = gr.Button(tr("Detect", "检测"), variant="primary", elem_id="ssd-detect-btn")
                 with gr.Column(scale=6, min_width=360):
                     first = detect(examples[first_name], 0.9) if net is not None else (
                         None, pd.DataFrame(columns=["class", "score", "x1", "y1", "x2", "y2"]), which)
                     summary = gr.Markdown(first[2], elem_id="ssd-summary")
-                    view = gr.Image(first[0], interactive=False, label="Detections", elem_id="ssd-view", height=420)
-                    table = gr.Dataframe(first[1], interactive=False, label="Raw detections (pixels)",
+                    view = gr.Image(first[0], interactive=False, label=tr("Detections", "检测结果"), elem_id="ssd-view", height=420)
+                    table = gr.Dataframe(first[1], interactive=False, label=tr("Raw detections (pixels)", "原始检测结果（像素）"),
                                          elem_id="ssd-table")
             outputs = [view, table, summary]
             detect_btn.click(detect, [image, threshold], outputs, api_name="ssd_detect")
@@ -258,24 +268,29 @@ def build() -> None:
             example.input(lambda name: examples[name], example, image, api_visibility="private").then(
                 detect, [image, threshold], outputs, api_visibility="private")
 
-        with gr.Tab("Train", id="ssd-train"):
+        with gr.Tab(tr("Train", "训练"), id="ssd-train"):
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
-                    epochs = gr.Slider(1, MAX_EPOCHS, value=20, step=1, label="Epochs (the book: 20)")
-                    batch = gr.Slider(1, 128, value=32, step=1, label="Batch size (the book: 32)")
-                    optimizer = gr.Radio([("SGD (the book)", "sgd"), ("AdamW", "adamw")], value="sgd",
-                                         label="Optimizer", info="AdamW leaves the all-background start sooner")
-                    lr = gr.Slider(0.0005, 1.0, value=0.2, step=0.0005, label="Learning rate (the book: 0.2)")
-                    num_train = gr.Slider(10, 1000, value=1000, step=10, label="Training images (of 1,000)")
+                    epochs = gr.Slider(1, MAX_EPOCHS, value=20, step=1, label=tr("Epochs (the book: 20)", "迭代周期（书中：20）"))
+                    batch = gr.Slider(1, 128, value=32, step=1, label=tr("Batch size (the book: 32)", "批量大小（书中：32）"))
+                    optimizer = gr.Radio([(tr("SGD (the book)", "SGD（书中）"), "sgd"), (tr("AdamW", "AdamW"), "adamw")],
+                                         value="sgd", label=tr("Optimizer", "优化器"),
+                                         info=tr("AdamW leaves the all-background start sooner",
+                                                 "AdamW 更快摆脱全是背景的初始预测"))
+                    lr = gr.Slider(0.0005, 1.0, value=0.2, step=0.0005, label=tr("Learning rate (the book: 0.2)", "学习率（书中：0.2）"))
+                    num_train = gr.Slider(10, 1000, value=1000, step=10, label=tr("Training images (of 1,000)", "训练图像数（共 1,000 张）"))
                     with gr.Row():
-                        start = gr.Button("Start training", variant="primary", elem_id="ssd-train-btn")
-                        stop = gr.Button("Stop", variant="stop", elem_id="ssd-stop-btn")
-                    gr.Markdown("On 2 CPU cores an epoch of 1,000 images takes about 75 s; a GPU takes well "
-                                "under a second. Lower the images or epochs for a quick look.")
+                        start = gr.Button(tr("Start training", "开始训练"), variant="primary", elem_id="ssd-train-btn")
+                        stop = gr.Button(tr("Stop", "停止"), variant="stop", elem_id="ssd-stop-btn")
+                    gr.Markdown(tr("On 2 CPU cores an epoch of 1,000 images takes about 75 s; a GPU takes well "
+                                   "under a second. Lower the images or epochs for a quick look.",
+                                   "在 2 个 CPU 核上，1,000 张图像的一个迭代周期大约需要 75 秒；GPU 上远不到一秒。"
+                                   "想快速看一眼，可以减少图像数或迭代周期。"))
                 with gr.Column(scale=6, min_width=360):
                     train_status = gr.Markdown("Not started.", elem_id="ssd-train-status")
-                    curves = gr.Plot(_curves([]), label="Class error and bbox MAE", elem_id="ssd-curves")
-                    preview = gr.Image(None, interactive=False, label="Detections on a validation image, each epoch",
+                    curves = gr.Plot(_curves([]), label=tr("Class error and bbox MAE", "类别误差和边界框 MAE"), elem_id="ssd-curves")
+                    preview = gr.Image(None, interactive=False, label=tr("Detections on a validation image, each epoch",
+                                                "每个迭代周期在一张验证集图像上的检测结果"),
                                        elem_id="ssd-preview", height=300)
             optimizer.input(lambda name: LEARNING_RATES.get(name, 0.2), optimizer, lr, api_visibility="private")
             start.click(on_gpu(train, ssd_train_seconds), [epochs, batch, lr, num_train, optimizer],
@@ -283,13 +298,15 @@ def build() -> None:
                         api_name="ssd_train", **HEAVY)
             stop.click(stop_training, None, train_status, api_name="ssd_stop")
 
-        with gr.Tab("Architecture", id="ssd-arch"):
-            gr.Markdown("Five stages; each predicts classes and offsets for 4 anchors per cell of its feature map "
-                        "(input 256 × 256).")
-            gr.Dataframe(architecture(), interactive=False, label="TinySSD stages", elem_id="ssd-arch-table")
+        with gr.Tab(tr("Architecture", "网络结构"), id="ssd-arch"):
+            gr.Markdown(tr("Five stages; each predicts classes and offsets for 4 anchors per cell of its feature map "
+                           "(input 256 × 256).",
+                           "五个阶段；每个阶段为其特征图的每个单元的 4 个锚框预测类别和偏移量（输入为 256 × 256）。"))
+            gr.Dataframe(architecture(), interactive=False, label=tr("TinySSD stages", "TinySSD 的各个阶段"), elem_id="ssd-arch-table")
             with gr.Row():
-                stage = gr.Slider(1, 5, value=1, step=1, label="Show the anchors of stage")
-                show = gr.Button("Show anchors", elem_id="ssd-anchors-btn")
-            anchor_view = gr.Image(None, interactive=False, label="Centre cell's 4 anchors; white dots: every cell's centre",
+                stage = gr.Slider(1, 5, value=1, step=1, label=tr("Show the anchors of stage", "显示锚框的阶段"))
+                show = gr.Button(tr("Show anchors", "显示锚框"), elem_id="ssd-anchors-btn")
+            anchor_view = gr.Image(None, interactive=False, label=tr("Centre cell's 4 anchors; white dots: every cell's centre",
+                                            "中心单元的 4 个锚框；白点：每个单元的中心"),
                                    elem_id="ssd-anchor-view", height=420)
             show.click(stage_anchors, [image, stage], anchor_view, api_name="ssd_anchors")

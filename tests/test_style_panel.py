@@ -70,8 +70,8 @@ def test_preset_gives_the_networks_settings(app):
     values = app.predict("efficientnet_lite0", api_name="/style_preset")
     assert list(values[:7]) == [1.0, 4.0, 1.0, 0.1, 300, 192, True]
     assert [v["value"] for v in values[7:]] == LAYERS  # slider updates: value and the layer's name
-    assert [v["label"] for v in values[7:]] == [f"Style layer {n}" for n in ("stem", "block 0", "block 2", "block 4",
-                                                                                 "block 10")]
+    assert [v["label"] for v in values[7:]] == [S._layer_label(n) for n in ("stem", "block 0", "block 2", "block 4",
+                                                                             "block 10")]  # translated in the page
 
 
 def test_run_streams_frames_curves_and_a_png(app, tmp_path):
@@ -149,12 +149,27 @@ def test_stop_ends_the_run_and_keeps_the_image(style_url, tmp_path):
     assert Image.open(image).size == (72, 48) and Image.open(result).format == "PNG"
 
 
+def _english(text):
+    """The page's English for a string holding a translation marker."""
+    import json as _json
+
+    from panels.i18n import pairs
+
+    start = text.index("__i18n__")
+    end = text.index("}", start) + 1
+    key = _json.loads(text[start + len("__i18n__"):end])["key"]
+    return text[:start] + pairs()[key][0] + text[end:]
+
+
 def test_network_note_says_which_network_and_how_to_get_vgg19(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    note = S.network_note("efficientnet_lite0")
-    assert "**Network: EfficientNet-Lite0 (ImageNet; offline)**" in note
+    note = _english(S.network_note("efficientnet_lite0"))
+    assert "**Network: EfficientNet-Lite0 (ImageNet; offline)**" in note and "Runs on cpu" in note
     assert "vgg19-dcbb9e9d.pth" in note and "548 MB" in note
-    assert "not available" in S.network_note("vgg19")
+    assert "not available" in _english(S.network_note("vgg19"))
+    monkeypatch.setattr(S, "find_vgg19_imagenet", lambda: tmp_path / "vgg19-dcbb9e9d.pth")
+    assert "VGG-19's ImageNet weights are here too" in _english(S.network_note("efficientnet_lite0"))
+    assert "as in the book" in _english(S.network_note("vgg19"))
 
 
 def test_results_on_disk_are_bounded(monkeypatch, tmp_path):

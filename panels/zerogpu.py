@@ -20,7 +20,10 @@ import math
 from typing import Any, Callable, Union
 
 MIN_SECONDS = 10   # model loading and the first CUDA call fit in this
-MAX_SECONDS = 300  # a ZeroGPU call longer than this is refused by the Space; jobs cap their work below it
+# A visitor's daily ZeroGPU quota is 2 minutes unauthenticated, 3.5 signed in (docs, 2026), and a call
+# asking for more than is left is refused: so no job asks for more than 2 minutes. ZeroGPU ends
+# a longer job at that point; the page keeps the curves and preview it had streamed.
+MAX_SECONDS = 120
 
 Duration = Union[float, Callable[..., float]]
 

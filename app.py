@@ -19,6 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from panels import PANELS  # noqa: E402
+from panels.common import MAX_UPLOAD_BYTES  # noqa: E402
 from panels.i18n import tr, translations  # noqa: E402
 from vision_core.device import DEVICE_CHOICES, describe_device, set_device  # noqa: E402
 
@@ -100,6 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         theme=THEME,
         css=CSS,
         i18n=I18N,
+        max_file_size=MAX_UPLOAD_BYTES,
         footer_links=["api", "settings"],
     )
 

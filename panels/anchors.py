@@ -29,7 +29,7 @@ from vision_core.boxes import box_iou, normalize_boxes
 from vision_core.examples import EXAMPLES, load_example
 
 from .box_table import parse_box_table
-from .common import as_rgb_image, example_photo, parse_floats, shows_errors
+from .common import SafeImage, as_rgb_image, example_photo, parse_floats, shows_errors
 from .figures import FIGURE_HEIGHT, boxes_figure, color_for, draw_boxes
 from .i18n import bilingual, tr
 
@@ -332,7 +332,7 @@ def _stepping_controls(threshold_label: str, max_steps: int, prefix: str, photo0
     with gr.Row():
         step = gr.Slider(0, max_steps, value=0, step=1, label=tr("Step", "步"), elem_id=f"{prefix}-step")
         play = gr.Button(tr("▶ Play", "▶ 播放"), variant="primary", elem_id=f"{prefix}-play")
-    photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+    photo = SafeImage(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                      label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200)
     return threshold, step, play, photo
 
@@ -370,7 +370,7 @@ def build() -> None:
                                                           "叠加 TinySSD 五个阶段的锚框（位于图像中心）"))
                     ab_example = gr.Dropdown(list(EXAMPLES), value="astronaut",
                                              label=tr("Example photo (offline)", "示例照片（离线）"))
-                    ab_photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+                    ab_photo = SafeImage(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                                         label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200)
                 with gr.Column(scale=6, min_width=360):
                     first = render_anchor_boxes(photo0, 4, 4, "0.75, 0.5, 0.25", "1, 2, 0.5", 1, 1, False)

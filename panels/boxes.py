@@ -26,7 +26,7 @@ from .box_table import (
     convert_table,
     parse_box_table,
 )
-from .common import as_rgb_image, shows_errors
+from .common import SafeImage, as_rgb_image, shows_errors
 from .figures import boxes_figure, color_for
 from .i18n import bilingual, tr
 
@@ -182,7 +182,7 @@ def build() -> None:
                 elem_id="boxes-table",
             )
             caption = gr.Markdown(EXAMPLES[DEFAULT_EXAMPLE].caption, elem_id="boxes-caption")
-            photo = gr.Image(
+            photo = SafeImage(
                 value=photo0,
                 type="numpy",
                 image_mode="RGB",

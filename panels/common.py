@@ -7,11 +7,18 @@ from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from .i18n import bilingual, with_chinese
 
 MAX_IMAGE_PIXELS = 40_000_000  # about 7000 x 5700; larger uploads are refused with this number
 MIN_IMAGE_SIDE = 2
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # launch(max_file_size=...): Gradio refuses bigger files before they arrive
+
+# PIL refuses to decode more than twice this many pixels (DecompressionBombError), so a
+# decompression bomb or a 20000 x 20000 upload is stopped before it is unpacked in memory; a
+# picture between this and twice it decodes and is refused by as_rgb_image with the limit.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 # The Chinese for the names the panels give their inputs, for the second line of an error.
 _NAMES_ZH = {
     "image": "图像", "photo": "照片", "sketch": "草图", "content image": "内容图像", "style image": "风格图像",
@@ -63,6 +70,33 @@ def as_rgb_image(value: Any, name: str = "image") -> np.ndarray:
         top = 1.0 if array.max(initial=0) <= 1.0 else (255.0 if array.max() <= 255 else 65535.0)
         array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(array)
+
+
+class SafeImage(gr.Image):
+    """``gr.Image`` whose upload decoding errors become a clear message instead of Gradio's generic one.
+
+    Gradio decodes an upload before the event handler runs; a truncated file, a file that is not
+    an image, or one over the pixel limit would otherwise end as "the upstream Gradio app has
+    raised an exception". The page draws it as an ordinary Image (``is_template``).
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Image.DecompressionBombError:
+            raise gr.Error(bilingual(
+                f"image: over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (or a decompression bomb); "
+                "please downscale it",
+                f"图像：超过 {MAX_IMAGE_PIXELS / 1e6:.0f} 百万像素的上限（或是解压炸弹）；请先缩小图像")) from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
+            raise gr.Error(bilingual(
+                f"image: the file could not be read as an image ({type(err).__name__}: {str(err)[:120]}); "
+                "upload a PNG, JPEG, GIF or WebP file",
+                "图像：无法把该文件读成图像（文件可能已截断或不是图像）；请上传 PNG、JPEG、GIF 或 WebP 文件")) from None
 
 
 def shows_errors(fn: Callable) -> Callable:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from vision_core.examples import EXAMPLES, load_example
 from vision_core.regions import SELECTIVE_SEARCH_MODES, roi_align, roi_pool_grid, selective_search
 
-from .common import as_rgb_image, example_photo, shows_errors
+from .common import SafeImage, as_rgb_image, example_photo, shows_errors
 from .figures import boxes_figure
 from .i18n import bilingual, tr
 
@@ -197,7 +197,7 @@ def build() -> None:
             with gr.Row():
                 out_h = gr.Slider(1, 7, value=2, step=1, label=tr("Grid rows n (the book: 2)", "网格行数 n（书中：2）"))
                 out_w = gr.Slider(1, 7, value=2, step=1, label=tr("Grid columns m (the book: 2)", "网格列数 m（书中：2）"))
-            photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+            photo = SafeImage(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                              label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200,
                              elem_id="regions-photo")
         with gr.Column(scale=6, min_width=360):

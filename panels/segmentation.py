@@ -69,7 +69,7 @@ from vision_core.voc import (
 )
 from vision_core.weights import WeightsError
 
-from .common import as_rgb_image, example_photo, shows_errors
+from .common import SafeImage, as_rgb_image, example_photo, shows_errors
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import fcn_train_seconds, inference_device, on_gpu, park
 
@@ -859,7 +859,7 @@ def _build_bilinear() -> None:
     with gr.Row():
         with gr.Column(scale=4, min_width=300):
             example = gr.Dropdown(list(EXAMPLES), value="chelsea", label=tr("Example photo (offline)", "示例照片（离线）"))
-            photo = gr.Image(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+            photo = SafeImage(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                              label=tr("Photo (upload your own)", "照片（可上传你自己的）"), height=240, elem_id="seg-bilinear-photo")
             scale = gr.Slider(2, 4, value=2, step=1, label=tr("Scale (the book: 2)", "放大倍数（书中：2）"))
             run = gr.Button(tr("Upsample", "上采样"), variant="primary", elem_id="seg-bilinear-btn")
@@ -894,7 +894,7 @@ def _build_segment(examples: dict) -> None:
     with gr.Row():
         with gr.Column(scale=4, min_width=300):
             example = gr.Dropdown(list(examples), value=first_name, label=tr("Example (offline synthetic validation image)", "示例（离线合成验证集图像）"))
-            image = gr.Image(examples[first_name][0], type="numpy", image_mode="RGB", format="png",
+            image = SafeImage(examples[first_name][0], type="numpy", image_mode="RGB", format="png",
                              sources=["upload", "clipboard"], label=tr("Image (upload your own)", "图像（可上传你自己的）"), height=240,
                              elem_id="seg-fcn-image")
             model = gr.Radio(choices, value="fcn", label=tr("Model", "模型"), elem_id="seg-fcn-model")

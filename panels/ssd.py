@@ -26,7 +26,7 @@ from vision_core.device import get_device
 from vision_core.ssd import RATIOS, SIZES, SSD_WEIGHTS, TinySSD, load_tiny_ssd, predict, train_ssd
 from vision_core.weights import WeightsError
 
-from .common import as_rgb_image, shows_errors
+from .common import SafeImage, as_rgb_image, shows_errors
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, ssd_train_seconds
 from .figures import color_for, draw_boxes
@@ -250,7 +250,7 @@ def build() -> None:
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
                     example = gr.Dropdown(list(examples), value=first_name, label=tr("Example (offline validation image)", "示例（离线验证集图像）"))
-                    image = gr.Image(examples[first_name], type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+                    image = SafeImage(examples[first_name], type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                                      label=tr("Image (upload your own)", "图像（可上传你自己的）"), height=260, elem_id="ssd-image")
                     threshold = gr.Slider(0, 1, value=0.9, step=0.01, label=tr("Score threshold (the book: 0.9)", "分数阈值（书中：0.9）"))
                     detect_btn = gr.Button(tr("Detect", "检测"), variant="primary", elem_id="ssd-detect-btn")

@@ -27,7 +27,7 @@ from vision_core.style import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNet
                                load_style_network, style_transfer)
 from vision_core.weights import WeightsError, download_torchvision_checkpoint
 
-from .common import as_rgb_image, shows_errors
+from .common import SafeImage, as_rgb_image, shows_errors
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, style_seconds
 
@@ -294,13 +294,13 @@ def build() -> None:
                 with gr.Column(min_width=150):
                     content_pick = gr.Dropdown(list(CONTENT_PHOTOS), value="chelsea",
                                                label=tr("Content photo", "内容图像"))
-                    content_img = gr.Image(load_content_photo("chelsea"), type="numpy", image_mode="RGB",
+                    content_img = SafeImage(load_content_photo("chelsea"), type="numpy", image_mode="RGB",
                                            sources=["upload", "clipboard"], label=tr("Content (upload your own)", "内容（可上传你自己的）"),
                                            height=170, elem_id="style-content")
                 with gr.Column(min_width=150):
                     style_pick = gr.Dropdown([(tr(name, STYLE_NAMES_ZH[name]), name) for name in STYLE_IMAGES],
                                              value="mosaic", label=tr("Style image", "风格图像"))
-                    style_img = gr.Image(load_style_image("mosaic"), type="numpy", image_mode="RGB",
+                    style_img = SafeImage(load_style_image("mosaic"), type="numpy", image_mode="RGB",
                                          sources=["upload", "clipboard"], label=tr("Style (upload your own)", "风格（可上传你自己的）"),
                                          height=170, elem_id="style-style")
             with gr.Row():

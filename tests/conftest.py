@@ -40,6 +40,7 @@ def app_url():
         theme=app.THEME,
         css=app.CSS,
         i18n=app.I18N,
+        max_file_size=app.MAX_UPLOAD_BYTES,
     )
     yield app.demo.local_url
     app.demo.close()

@@ -1,0 +1,153 @@
+"""Input handling shared by the panels: images from uploads, and errors shown as gr.Error."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .i18n import bilingual, with_chinese
+
+MAX_IMAGE_PIXELS = 40_000_000  # about 7000 x 5700; larger uploads are refused with this number
+MIN_IMAGE_SIDE = 2
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # launch(max_file_size=...): Gradio refuses bigger files before they arrive
+
+# PIL refuses to decode more than twice this many pixels (DecompressionBombError), so a
+# decompression bomb or a 20000 x 20000 upload is stopped before it is unpacked in memory; a
+# picture between this and twice it decodes and is refused by as_rgb_image with the limit.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# The Chinese for the names the panels give their inputs, for the second line of an error.
+_NAMES_ZH = {
+    "image": "图像", "photo": "照片", "sketch": "草图", "content image": "内容图像", "style image": "风格图像",
+    "sizes": "缩放比", "ratios": "宽高比",
+}
+
+
+def _zh(name: str) -> str:
+    return _NAMES_ZH.get(name, name)
+
+
+def as_rgb_image(value: Any, name: str = "image") -> np.ndarray:
+    """Any image Gradio hands over -> ``uint8`` RGB ``[H, W, 3]``, or ValueError saying why not.
+
+    Grayscale is repeated to three channels, alpha is dropped, 16-bit and float images
+    are rescaled to 0..255.
+    """
+    if value is None:
+        raise ValueError(bilingual(f"{name}: no image; choose an example or upload one",
+                                    f"{_zh(name)}：没有图像；请选择一个示例或上传一张"))
+    array = np.asarray(value)
+    if array.dtype == object or array.ndim not in (2, 3):
+        raise ValueError(bilingual(f"{name}: expected an H x W or H x W x C image, got shape {array.shape}",
+                                    f"{_zh(name)}：需要 H x W 或 H x W x C 的图像，收到的形状为 {array.shape}"))
+    if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
+        raise ValueError(bilingual(f"{name}: expected 1, 3 or 4 channels, got {array.shape[2]}",
+                                    f"{_zh(name)}：需要 1、3 或 4 个通道，收到 {array.shape[2]} 个"))
+    height, width = array.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise ValueError(bilingual(
+            f"{name}: {width} x {height} px is too small; each side must be at least {MIN_IMAGE_SIDE} px",
+            f"{_zh(name)}：{width} x {height} 像素太小；每条边至少要有 {MIN_IMAGE_SIDE} 像素",
+        ))
+    if height * width > MAX_IMAGE_PIXELS:
+        raise ValueError(bilingual(
+            f"{name}: {width} x {height} px is over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; please downscale it",
+            f"{_zh(name)}：{width} x {height} 像素超过了 {MAX_IMAGE_PIXELS / 1e6:.0f} 百万像素的上限；请先缩小图像",
+        ))
+    if array.ndim == 2:
+        array = array[:, :, None]
+    array = array[:, :, :3]
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.dtype != np.uint8:
+        array = array.astype(np.float64)
+        if not np.isfinite(array).all():
+            raise ValueError(bilingual(f"{name}: the image holds NaN or infinite values",
+                                        f"{_zh(name)}：图像中含有 NaN 或无穷大的值"))
+        top = 1.0 if array.max(initial=0) <= 1.0 else (255.0 if array.max() <= 255 else 65535.0)
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+from gradio.events import Dependency
+
+class SafeImage(gr.Image):
+    """``gr.Image`` whose upload decoding errors become a clear message instead of Gradio's generic one.
+
+    Gradio decodes an upload before the event handler runs; a truncated file, a file that is not
+    an image, or one over the pixel limit would otherwise end as "the upstream Gradio app has
+    raised an exception". The page draws it as an ordinary Image (``is_template``).
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Image.DecompressionBombError:
+            raise gr.Error(bilingual(
+                f"image: over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (or a decompression bomb); "
+                "please downscale it",
+                f"图像：超过 {MAX_IMAGE_PIXELS / 1e6:.0f} 百万像素的上限（或是解压炸弹）；请先缩小图像")) from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
+            raise gr.Error(bilingual(
+                f"image: the file could not be read as an image ({type(err).__name__}: {str(err)[:120]}); "
+                "upload a PNG, JPEG, GIF or WebP file",
+                "图像：无法把该文件读成图像（文件可能已截断或不是图像）；请上传 PNG、JPEG、GIF 或 WebP 文件")) from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def shows_errors(fn: Callable) -> Callable:
+    """Turn a ValueError from validation or vision_core into a gr.Error toast with its message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as err:
+            raise gr.Error(with_chinese(str(err))) from None
+
+    return wrapper
+
+
+def parse_floats(text: Any, name: str, low: float, high: float, max_count: int = 10) -> list:
+    """``"0.75, 0.5 0.25"`` -> ``[0.75, 0.5, 0.25]``, each in ``(low, high]``, or ValueError saying why."""
+    if isinstance(text, (int, float)):
+        text = str(text)
+    if not isinstance(text, str):
+        raise ValueError(bilingual(f"{name}: expected numbers separated by commas, got {type(text).__name__}",
+                                    f"{_zh(name)}：需要用逗号分隔的数字，收到的是 {type(text).__name__}"))
+    parts = [p for p in text.replace(",", " ").replace(";", " ").split() if p]
+    if not parts:
+        raise ValueError(bilingual(f"{name}: give at least one number, e.g. 0.5", f"{_zh(name)}：请至少给出一个数字，例如 0.5"))
+    if len(parts) > max_count:
+        raise ValueError(bilingual(f"{name}: at most {max_count} values, got {len(parts)}",
+                                    f"{_zh(name)}：最多 {max_count} 个值，收到 {len(parts)} 个"))
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(bilingual(f"{name}: {part[:20]!r} is not a number",
+                                        f"{_zh(name)}：{part[:20]!r} 不是数字")) from None
+        if not (low < value <= high):
+            raise ValueError(bilingual(f"{name}: each value must be in ({low:g}, {high:g}], got {value:g}",
+                                        f"{_zh(name)}：每个值都必须在 ({low:g}, {high:g}] 内，收到 {value:g}"))
+        values.append(value)
+    return values
+
+
+@shows_errors
+def example_photo(name: str) -> np.ndarray:
+    """An offline example photo by name, for an example dropdown's event."""
+    from vision_core.examples import load_example
+
+    return load_example(name)

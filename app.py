@@ -19,6 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from panels import PANELS  # noqa: E402
+from panels.cache import start_trimming  # noqa: E402
 from panels.common import MAX_UPLOAD_BYTES  # noqa: E402
 from panels.i18n import tr, translations  # noqa: E402
 from vision_core.device import DEVICE_CHOICES, describe_device, set_device  # noqa: E402
@@ -59,6 +60,7 @@ def build_demo() -> gr.Blocks:
         # Re-read on each page load: `--device` is parsed after this module has built the demo.
         demo.load(_header, None, header, api_visibility="private")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
+    start_trimming()  # Gradio's file cache stays under a size and an age; the examples stay
     return demo
 
 

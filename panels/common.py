@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import gc
+import inspect
 from typing import Any, Callable
 
 import gradio as gr
@@ -97,6 +99,45 @@ class SafeImage(gr.Image):
                 f"image: the file could not be read as an image ({type(err).__name__}: {str(err)[:120]}); "
                 "upload a PNG, JPEG, GIF or WebP file",
                 "图像：无法把该文件读成图像（文件可能已截断或不是图像）；请上传 PNG、JPEG、GIF 或 WebP 文件")) from None
+
+
+OUT_OF_MEMORY = bilingual(
+    "the GPU ran out of memory: try a smaller image, batch or number of images; the memory of this job "
+    "was released, so the next one starts clean",
+    "GPU 显存不足：请换用更小的图像、批量或图像数量；本任务占用的显存已释放，下一个任务会从头开始")
+
+
+def _release_memory() -> None:
+    import torch
+
+    gc.collect()  # the failed job's tensors are garbage once its frames are gone
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def handles_out_of_memory(fn: Callable) -> Callable:
+    """Turn ``torch.OutOfMemoryError`` (CUDA's, raised by any step of ``fn``) into a clear message,
+    after releasing the memory, so the next job succeeds. Works for functions and generator functions."""
+    import torch
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except torch.OutOfMemoryError:
+                _release_memory()
+                raise gr.Error(OUT_OF_MEMORY) from None
+        return generator
+
+    @functools.wraps(fn)
+    def function(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except torch.OutOfMemoryError:
+            _release_memory()
+            raise gr.Error(OUT_OF_MEMORY) from None
+    return function
 
 
 def shows_errors(fn: Callable) -> Callable:

@@ -69,7 +69,7 @@ from vision_core.voc import (
 )
 from vision_core.weights import WeightsError
 
-from .common import SafeImage, as_rgb_image, example_photo, shows_errors
+from .common import SafeImage, as_rgb_image, example_photo, handles_out_of_memory, shows_errors
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import fcn_train_seconds, inference_device, on_gpu, park
 
@@ -577,6 +577,7 @@ def _hex(c: int) -> str:
     return "#%02x%02x%02x" % VOC_COLORMAP[c]
 
 
+@handles_out_of_memory
 @shows_errors
 def segment(image, model="fcn", request: gr.Request = None, examples: Optional[dict] = None):
     """Segment the image: the overlay, a legend of the classes found, their pixel shares, a summary."""
@@ -705,6 +706,7 @@ def _backbone() -> Tuple[Optional[dict], str]:
     return None, "random trunk (offline: the book starts from ImageNet weights, which need a download)"
 
 
+@handles_out_of_memory
 def train(epochs, batch_size, lr, num_train, optimizer="sgd", crop="320x480", progress=gr.Progress(),
           request: gr.Request = None):
     """Train a fresh FCN on the synthetic set, streaming curves, the epoch preview and the status."""

@@ -26,7 +26,7 @@ from vision_core.device import get_device
 from vision_core.ssd import RATIOS, SIZES, SSD_WEIGHTS, TinySSD, load_tiny_ssd, predict, train_ssd
 from vision_core.weights import WeightsError
 
-from .common import SafeImage, as_rgb_image, shows_errors
+from .common import SafeImage, as_rgb_image, handles_out_of_memory, shows_errors
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, ssd_train_seconds
 from .figures import color_for, draw_boxes
@@ -130,6 +130,7 @@ def _example_images(count: int = 4) -> Dict[str, np.ndarray]:
     return {f"banana (validation #{i})": images[i].permute(1, 2, 0).numpy() for i in range(count)}
 
 
+@handles_out_of_memory
 @shows_errors
 def detect(image, threshold, request: gr.Request = None):
     """Detections of the active model: the image with boxes and scores, the raw table, the latency."""
@@ -189,6 +190,7 @@ def _curves(history: list) -> go.Figure:
     return fig
 
 
+@handles_out_of_memory
 def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progress(), request: gr.Request = None):
     """Train a fresh TinySSD on the offline banana set, streaming curves, a preview and the status."""
     try:

@@ -27,7 +27,7 @@ from vision_core.style import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNet
                                load_style_network, style_transfer)
 from vision_core.weights import WeightsError, download_torchvision_checkpoint
 
-from .common import SafeImage, as_rgb_image, shows_errors
+from .common import SafeImage, as_rgb_image, handles_out_of_memory, shows_errors
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, style_seconds
 
@@ -185,6 +185,7 @@ def preset(name: str, which: str = "network"):
             p["image_shape"][0], p["balance_style_layers"], *layer_sliders]
 
 
+@handles_out_of_memory
 def run(content, style, network_name, content_weight, style_log10, tv_log10, lr, steps, height, balance,
         layer_1=1.0, layer_2=1.0, layer_3=1.0, layer_4=1.0, layer_5=1.0, request: gr.Request = None):
     """Stylise ``content`` with ``style``, streaming the image, the loss curves, the status and the result file.

@@ -1,0 +1,85 @@
+"""A bounded Gradio file cache: every uploaded and every returned picture lands in it.
+
+:func:`trim_cache` keeps the folder under a size, deleting the oldest files first, and drops
+files older than an age. The files already there when the app finished building (the pages'
+example pictures, which Gradio cached then and serves as the components' defaults) are never
+deleted: that is why Gradio's own ``delete_cache=(frequency, age)`` is not used, as it also
+removes those after ``age``. :func:`start_trimming` runs the trim every ``interval`` seconds
+on a daemon thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Optional, Set, Tuple
+
+MAX_CACHE_BYTES = 512 * 1024 * 1024
+MAX_CACHE_AGE = 3600.0  # seconds: an upload or a result older than this is deleted
+TRIM_INTERVAL = 30.0  # seconds
+
+_protected: Set[Path] = set()
+_started = threading.Event()
+
+
+def cache_dir() -> Path:
+    """Where Gradio keeps uploads and outputs (its own rule: ``$GRADIO_TEMP_DIR`` or ``<tmp>/gradio``)."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
+
+
+def _files(folder: Path):
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                stat = path.stat()
+                yield stat.st_mtime, stat.st_size, path
+        except OSError:  # removed while we looked
+            pass
+
+
+def cache_size(folder: Optional[Path] = None, keep: Iterable[Path] = ()) -> int:
+    """Bytes of the files under ``folder`` (default: Gradio's cache), the ``keep`` ones left out."""
+    keep = set(keep)
+    return sum(size for _, size, path in _files(Path(folder or cache_dir())) if path not in keep)
+
+
+def trim_cache(max_bytes: int = MAX_CACHE_BYTES, folder: Optional[Path] = None, keep: Optional[Iterable[Path]] = None,
+               max_age: Optional[float] = MAX_CACHE_AGE) -> Tuple[int, int]:
+    """Delete files older than ``max_age`` seconds, then the oldest until the rest (``keep`` left out)
+    holds at most ``max_bytes``. Returns (files deleted, bytes left)."""
+    folder = Path(folder or cache_dir())
+    keep = _protected if keep is None else set(keep)
+    files = sorted((f for f in _files(folder) if f[2] not in keep), key=lambda f: f[0])
+    total = sum(size for _, size, _ in files)
+    now, deleted = time.time(), 0
+    for mtime, size, path in files:
+        if total <= max_bytes and (max_age is None or now - mtime <= max_age):
+            continue
+        try:
+            path.unlink()
+            total -= size
+            deleted += 1
+            if path.parent != folder and not any(path.parent.iterdir()):
+                path.parent.rmdir()  # Gradio keeps one folder per file hash
+        except OSError:
+            pass
+    return deleted, total
+
+
+def start_trimming(max_bytes: int = MAX_CACHE_BYTES, interval: float = TRIM_INTERVAL) -> None:
+    """Protect the files cached so far (call it once the app is built), then trim every ``interval`` seconds."""
+    folder = cache_dir()
+    _protected.update(path for _, _, path in _files(folder)) if folder.is_dir() else None
+    if _started.is_set():
+        return
+    _started.set()
+
+    def loop() -> None:
+        while True:
+            trim_cache(max_bytes)
+            threading.Event().wait(interval)
+
+    threading.Thread(target=loop, name="vision-lab-cache-trim", daemon=True).start()

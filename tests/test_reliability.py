@@ -1,0 +1,196 @@
+"""Out-of-memory, Stop and closed tabs, bounded disk: the server keeps serving and cleans up."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from panels import common
+from panels import ssd as SSD
+from panels import style as S
+from vision_core import style as vstyle
+
+pytestmark = pytest.mark.app
+
+LAYERS = [1.0] * 5
+
+
+def photo(seed=0, h=48, w=72):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def style_args(steps=3):
+    return [photo(), photo(1), "efficientnet_lite0", 1.0, 4.0, 1.0, 0.1, steps, 32, True, *LAYERS]
+
+
+def simulated_oom(*args, **kwargs):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
+
+
+def test_out_of_memory_in_style_transfer_gives_a_message_and_the_next_run_works(monkeypatch):
+    import gradio as gr
+
+    released = []
+    monkeypatch.setattr(common, "_release_memory", lambda: released.append(True))
+    monkeypatch.setattr(vstyle._Run, "_body", simulated_oom)
+    with pytest.raises(gr.Error, match="the GPU ran out of memory: try a smaller image"):
+        list(S.run(*style_args()))
+    assert released == [True]
+    monkeypatch.undo()
+    assert list(S.run(*style_args()))[-1][2].startswith("**Done.**")
+
+
+def test_out_of_memory_in_training_and_detection(monkeypatch):
+    import gradio as gr
+
+    def oom_records(*args, **kwargs):
+        yield from ()
+        simulated_oom()
+
+    monkeypatch.setattr(SSD, "train_ssd", oom_records)
+    with pytest.raises(gr.Error, match="GPU 显存不足"):
+        list(SSD.train(1, 10, 0.001, 10, "adamw"))
+    monkeypatch.setattr(SSD, "predict", simulated_oom)
+    with pytest.raises(gr.Error, match="the memory of this job was released"):
+        SSD.detect(photo(h=256, w=256), 0.9)
+    monkeypatch.undo()
+    assert "detection" in SSD.detect(photo(h=256, w=256), 0.9)[2]
+
+
+def test_out_of_memory_through_the_api_then_the_server_keeps_serving(app_url, monkeypatch, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    path = tmp_path / "p.png"
+    Image.fromarray(photo()).save(path)
+    client = Client(app_url, verbose=False)
+    args = [handle_file(str(path)), handle_file(str(path)), "efficientnet_lite0", 1.0, 4.0, 1.0, 0.1, 3, 32, True,
+            *LAYERS]
+    monkeypatch.setattr(vstyle._Run, "_body", simulated_oom)
+    with pytest.raises(AppError, match="the GPU ran out of memory"):
+        client.predict(*args, api_name="/style_transfer")
+    monkeypatch.undo()
+    assert client.predict(*args, api_name="/style_transfer")[2].startswith("**Done.**")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_real_cuda_out_of_memory_releases_the_memory():
+    import gradio as gr
+
+    before = torch.cuda.memory_allocated()
+    original = vstyle._Run._body
+
+    def greedy(self):
+        self.hog = torch.empty(1 << 40, dtype=torch.uint8, device="cuda")  # 1 TiB: more than any GPU
+        return original(self)
+
+    vstyle._Run._body = greedy
+    try:
+        args = style_args()
+        with pytest.raises(gr.Error, match="ran out of memory"):
+            list(S.run(*args))
+    finally:
+        vstyle._Run._body = original
+    assert torch.cuda.memory_allocated() <= before + (1 << 20)
+    assert list(S.run(*style_args()))[-1][2].startswith("**Done.**")
+
+
+def test_stop_ends_a_style_transfer_within_a_second(app_url):
+    client = Client(app_url, verbose=False)
+    job = client.submit(*_api_style_args(2000), api_name="/style_transfer")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(str(o[2]).startswith("Step") for o in job.outputs()):
+        time.sleep(0.02)
+    start = time.perf_counter()
+    client.predict(api_name="/style_stop")
+    final = job.result(timeout=30)
+    seconds = time.perf_counter() - start
+    assert str(final[2]).startswith("**Stopped.**")
+    assert seconds < 1.0, f"Stop took {seconds:.2f} s"
+
+
+_FILES = {}
+
+
+def _api_style_args(steps):
+    import tempfile
+
+    if "p" not in _FILES:
+        path = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
+        Image.fromarray(photo()).save(path)
+        _FILES["p"] = path
+    return [handle_file(_FILES["p"]), handle_file(_FILES["p"]), "efficientnet_lite0", 1.0, 4.0, 1.0, 0.1, steps, 32,
+            True, *LAYERS]
+
+
+def test_a_job_whose_page_went_away_stops(app_url):
+    closed = threading.Event()
+    original = S.style_transfer
+
+    def watched(*args, **kwargs):
+        records = original(*args, **kwargs)
+        try:
+            yield from records
+        finally:
+            closed.set()  # the panel closed the run: the loop and its memory are gone
+
+    S.style_transfer = watched
+    try:
+        client = Client(app_url, verbose=False)
+        job = client.submit(*_api_style_args(2000), api_name="/style_transfer")
+        deadline = time.time() + 60
+        while time.time() < deadline and not any(str(o[2]).startswith("Step") for o in job.outputs()):
+            time.sleep(0.02)
+        job.cancel()  # what closing the tab does: the client goes away mid-stream
+        assert closed.wait(10), "the run kept going after its client left"
+    finally:
+        S.style_transfer = original
+
+
+def test_the_file_cache_stays_bounded_and_memory_does_not_keep_growing(app_url, tmp_path):
+    import resource
+
+    from panels import cache
+
+    import app
+
+    assert app.demo is not None and cache._started.is_set() and cache._protected  # the examples are kept
+    client = Client(app_url, verbose=False)
+    table = {"headers": ["label", "x1", "y1", "x2", "y2"], "data": [["a", 1, 2, 30, 40]]}
+    rss = []
+    bound = 2 * 1024 * 1024
+    for i in range(200):
+        path = tmp_path / f"p{i % 3}.png"
+        Image.fromarray(photo(i, 64, 96)).save(path)  # a new picture every time: new cache entries
+        client.predict(handle_file(str(path)), table, "xyxy", "pixels", api_name="/boxes")
+        if i % 50 == 49:
+            cache.trim_cache(bound)  # what the trimming thread does every 30 s
+            rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    size = cache.cache_size(keep=cache._protected)
+    print(f"cache after 200 requests and trimming: {size / 1024:.0f} KiB besides the examples; peak RSS every 50 "
+          "requests (MiB): "
+          f"{[round(r) for r in rss]}")
+    assert size <= bound
+    assert all(path.exists() for path in cache._protected if "gradio" in str(path))  # examples untouched
+    assert rss[-1] - rss[0] < 200  # no steady growth: at most 200 MiB over the last 150 requests
+
+
+def test_trim_cache_deletes_the_oldest_first(tmp_path):
+    from panels import cache
+
+    for i in range(5):
+        sub = tmp_path / f"h{i}"
+        sub.mkdir()
+        (sub / "f.bin").write_bytes(b"x" * 1000)
+        import os
+
+        os.utime(sub / "f.bin", (1000 + i, 1000 + i))
+    deleted, left = cache.trim_cache(2500, tmp_path, keep=[tmp_path / "h0" / "f.bin"], max_age=None)
+    assert deleted == 2 and left == 2000  # the kept file is not counted
+    assert sorted(p.parent.name for p in tmp_path.rglob("f.bin")) == ["h0", "h3", "h4"]
+    assert not (tmp_path / "h1").exists()
+    deleted, left = cache.trim_cache(10**9, tmp_path, keep=[], max_age=3600)  # all of 1970: too old
+    assert deleted == 3 and left == 0

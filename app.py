@@ -19,7 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from panels import PANELS  # noqa: E402
-from panels.cache import start_trimming  # noqa: E402
+from panels.cache import make_image_writes_atomic, start_trimming  # noqa: E402
 from panels.common import MAX_UPLOAD_BYTES  # noqa: E402
 from panels.i18n import tr, translations  # noqa: E402
 from vision_core.device import DEVICE_CHOICES, describe_device, set_device  # noqa: E402
@@ -61,6 +61,7 @@ def build_demo() -> gr.Blocks:
         demo.load(_header, None, header, api_visibility="private")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
     start_trimming()  # Gradio's file cache stays under a size and an age; the examples stay
+    make_image_writes_atomic()  # two visitors getting the same picture must not see it half-written
     return demo
 
 

@@ -83,3 +83,34 @@ def start_trimming(max_bytes: int = MAX_CACHE_BYTES, interval: float = TRIM_INTE
             threading.Event().wait(interval)
 
     threading.Thread(target=loop, name="vision-lab-cache-trim", daemon=True).start()
+
+
+def make_image_writes_atomic() -> None:
+    """Make Gradio write each cached picture once, atomically.
+
+    Gradio 6.31 names a returned picture by the hash of its bytes and writes it in place each
+    time, so two visitors getting the same picture rewrite the same file, and one of them can
+    be served the half-written file (measured: benchmarks/load.py, 20 users, about 1 call in
+    700). The bytes of a hash never change, so an existing file is kept and a new one is
+    written to a temporary name and renamed into place.
+    """
+    import os
+
+    from gradio import processing_utils
+
+    if getattr(processing_utils.save_pil_to_cache, "vision_lab_atomic", False):
+        return
+
+    def save_pil_to_cache(img, cache_dir, name="image", format="webp"):
+        data = processing_utils.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        if not path.exists():
+            part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            part.write_bytes(data)
+            os.replace(part, path)
+        return str(path)
+
+    save_pil_to_cache.vision_lab_atomic = True
+    processing_utils.save_pil_to_cache = save_pil_to_cache

@@ -1,5 +1,6 @@
 """Out-of-memory, Stop and closed tabs, bounded disk: the server keeps serving and cleans up."""
 
+import os
 import threading
 import time
 
@@ -194,3 +195,58 @@ def test_trim_cache_deletes_the_oldest_first(tmp_path):
     assert not (tmp_path / "h1").exists()
     deleted, left = cache.trim_cache(10**9, tmp_path, keep=[], max_age=3600)  # all of 1970: too old
     assert deleted == 3 and left == 0
+
+
+def test_cached_pictures_are_written_once_and_whole(tmp_path):
+    import os
+
+    from gradio import processing_utils
+
+    from panels import cache
+
+    cache.make_image_writes_atomic()
+    image = Image.fromarray(photo(3))
+    first = processing_utils.save_pil_to_cache(image, str(tmp_path))
+    os.utime(first, (1000, 1000))
+    second = processing_utils.save_img_array_to_cache(np.asarray(image), str(tmp_path))
+    assert first == second and os.path.getmtime(first) == 1000  # same bytes, same file, not rewritten
+    assert Image.open(first).size == (72, 48)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["image.webp"]  # no leftovers
+
+
+def test_uploads_over_the_size_limit_are_refused_with_the_limit(client, tmp_path):
+    import app
+
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom(app.MAX_UPLOAD_BYTES + 1))
+    table = {"headers": ["label", "x1", "y1", "x2", "y2"], "data": [["a", 1, 2, 30, 40]]}
+    with pytest.raises(Exception, match=f"exceeds the maximum file size of {app.MAX_UPLOAD_BYTES} bytes"):
+        client.predict(handle_file(str(big)), table, "xyxy", "pixels", api_name="/boxes")
+
+
+def test_corrupt_or_truncated_weights_give_a_message_and_the_documented_fallback(monkeypatch, tmp_path):
+    import shutil
+
+    from panels import segmentation as SEG
+    from vision_core import weights
+
+    copy = tmp_path / "pretrained"
+    shutil.copytree(weights.PRETRAINED_DIR, copy)
+    ssd_file = copy / "tiny_ssd_bananas.safetensors"
+    ssd_file.write_bytes(ssd_file.read_bytes()[:-100])  # truncated
+    fcn_file = copy / "fcn_resnet18_synthetic.safetensors"
+    data = bytearray(fcn_file.read_bytes())
+    data[5000] ^= 0xFF  # one flipped byte
+    fcn_file.write_bytes(bytes(data))
+    monkeypatch.setattr(weights, "PRETRAINED_DIR", copy)
+    monkeypatch.setattr(weights, "torch_cache_dir", lambda: tmp_path / "no-cache")
+    monkeypatch.setattr(SSD, "_shipped", {})
+    monkeypatch.setattr(SEG, "_shipped", {})
+    net, text = SSD.shipped_model()
+    assert net is None and "truncated" in text and "train one below" in text  # the SSD tab's Train is the fallback
+    net, text = SEG.shipped_model()
+    assert net is None and "the file is corrupt" in text
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="no detector yet: no usable checkpoint"):
+        SSD.detect(photo(h=256, w=256), 0.9)

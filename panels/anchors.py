@@ -29,7 +29,10 @@ from vision_core.boxes import box_iou, normalize_boxes
 from vision_core.examples import EXAMPLES, load_example
 
 from .box_table import parse_box_table
-from .common import SafeImage, as_rgb_image, example_photo, parse_floats, shows_errors
+from .common import (
+    Checkbox, Dataframe, Dropdown, Number, SafeImage, Slider, Textbox, as_rgb_image, example_photo,
+    parse_floats, shows_errors,
+)
 from .figures import FIGURE_HEIGHT, boxes_figure, color_for, draw_boxes
 from .i18n import bilingual, tr
 
@@ -322,15 +325,15 @@ play_nms = play_steps(render_nms)
 # --- layout ------------------------------------------------------------------------------------
 
 def _table(value, headers, elem_id, label, datatype=None):
-    return gr.Dataframe(value=value, headers=headers, datatype=datatype or ["str"] + ["number"] * (len(headers) - 1),
+    return Dataframe(value=value, headers=headers, datatype=datatype or ["str"] + ["number"] * (len(headers) - 1),
                         type="array", interactive=True, label=label, elem_id=elem_id)
 
 
 def _stepping_controls(threshold_label: str, max_steps: int, prefix: str, photo0: np.ndarray):
     """Threshold slider, step slider with a Play button, and a photo upload."""
-    threshold = gr.Slider(0, 1, value=0.5, step=0.05, label=threshold_label)
+    threshold = Slider(0, 1, value=0.5, step=0.05, label=threshold_label)
     with gr.Row():
-        step = gr.Slider(0, max_steps, value=0, step=1, label=tr("Step", "步"), elem_id=f"{prefix}-step")
+        step = Slider(0, max_steps, value=0, step=1, label=tr("Step", "步"), elem_id=f"{prefix}-step")
         play = gr.Button(tr("▶ Play", "▶ 播放"), variant="primary", elem_id=f"{prefix}-play")
     photo = SafeImage(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                      label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200)
@@ -356,19 +359,19 @@ def build() -> None:
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
                     with gr.Row():
-                        fmap_h = gr.Slider(1, 64, value=4, step=1, label=tr("Feature map height", "特征图高度"))
-                        fmap_w = gr.Slider(1, 64, value=4, step=1, label=tr("Feature map width", "特征图宽度"))
-                    sizes = gr.Textbox("0.75, 0.5, 0.25",
+                        fmap_h = Slider(1, 64, value=4, step=1, label=tr("Feature map height", "特征图高度"))
+                        fmap_w = Slider(1, 64, value=4, step=1, label=tr("Feature map width", "特征图宽度"))
+                    sizes = Textbox("0.75, 0.5, 0.25",
                                        label=tr("Sizes s (fractions of the image, comma-separated)",
                                                 "缩放比 s（占图像的比例，用逗号分隔）"))
-                    ratios = gr.Textbox("1, 2, 0.5",
+                    ratios = Textbox("1, 2, 0.5",
                                         label=tr("Aspect ratios r (width / height)", "宽高比 r（宽 / 高）"))
                     with gr.Row():
-                        cell_row = gr.Number(1, precision=0, label=tr("Cell row", "单元格的行"), minimum=0)
-                        cell_col = gr.Number(1, precision=0, label=tr("Cell column", "单元格的列"), minimum=0)
-                    tinyssd = gr.Checkbox(False, label=tr("Overlay TinySSD's five anchor scales (at the centre)",
+                        cell_row = Number(1, precision=0, label=tr("Cell row", "单元格的行"), minimum=0)
+                        cell_col = Number(1, precision=0, label=tr("Cell column", "单元格的列"), minimum=0)
+                    tinyssd = Checkbox(False, label=tr("Overlay TinySSD's five anchor scales (at the centre)",
                                                           "叠加 TinySSD 五个阶段的锚框（位于图像中心）"))
-                    ab_example = gr.Dropdown(list(EXAMPLES), value="astronaut",
+                    ab_example = Dropdown(list(EXAMPLES), value="astronaut",
                                              label=tr("Example photo (offline)", "示例照片（离线）"))
                     ab_photo = SafeImage(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                                         label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200)
@@ -378,7 +381,7 @@ def build() -> None:
                                        label=tr("Click a pixel to see its anchors", "点击一个像素，查看以它为中心的锚框"),
                                        elem_id="anchors-view", height=FIGURE_HEIGHT)
                     ab_summary = gr.Markdown(first[2], elem_id="anchors-summary")
-                    ab_table = gr.Dataframe(first[1], interactive=False,
+                    ab_table = Dataframe(first[1], interactive=False,
                                             label=tr("Anchors at the chosen cell (pixels)", "所选单元格的锚框（像素）"),
                                             elem_id="anchors-table")
             ab_inputs = [ab_photo, fmap_h, fmap_w, sizes, ratios, cell_row, cell_col, tinyssd]
@@ -417,7 +420,7 @@ def build() -> None:
                                                         "按所分配的类别着色的锚框"),
                                      elem_id="label-figure")
                     lb_heat = gr.Plot(first[1], label=tr("IoU matrix", "交并比矩阵"), elem_id="label-heatmap")
-                    lb_out = gr.Dataframe(first[2], interactive=False,
+                    lb_out = Dataframe(first[2], interactive=False,
                                           label=tr("multibox_target: labels and offsets",
                                                    "multibox_target：类别标签和偏移量"),
                                           elem_id="label-offsets")
@@ -443,7 +446,7 @@ def build() -> None:
                                       label=tr("green kept · orange current · red dashed suppressed · grey waiting",
                                                "绿色：保留 · 橙色：当前 · 红色虚线：被抑制 · 灰色：等待中"),
                                       elem_id="nms-figure")
-                    nms_out = gr.Dataframe(first[1], interactive=False,
+                    nms_out = Dataframe(first[1], interactive=False,
                                            label=tr("multibox_detection: [class, conf, x1, y1, x2, y2] "
                                                     "(normalised; class -1 = removed)",
                                                     "multibox_detection：[类别, 置信度, x1, y1, x2, y2]"

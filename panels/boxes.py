@@ -26,7 +26,7 @@ from .box_table import (
     convert_table,
     parse_box_table,
 )
-from .common import SafeImage, as_rgb_image, shows_errors
+from .common import Dataframe, Dropdown, Radio, SafeImage, as_rgb_image, shows_errors
 from .figures import boxes_figure, color_for
 from .i18n import bilingual, tr
 
@@ -162,16 +162,16 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=5, min_width=320):
             with gr.Row():
-                example = gr.Dropdown(
+                example = Dropdown(
                     choices=list(EXAMPLES), value=DEFAULT_EXAMPLE, label=tr("Example photo (offline)", "示例照片（离线）"),
                     scale=1,
                 )
-                fmt = gr.Radio(
+                fmt = Radio(
                     choices=[(format_labels[f], f) for f in BOX_FORMATS], value=fmt0, label=tr("Input format", "输入格式"),
                     scale=2,
                 )
-            units = gr.Radio(choices=[(tr(u, UNITS_ZH[u]), u) for u in UNITS], value=units0, label=tr("Units", "单位"))
-            table = gr.Dataframe(
+            units = Radio(choices=[(tr(u, UNITS_ZH[u]), u) for u in UNITS], value=units0, label=tr("Units", "单位"))
+            table = Dataframe(
                 value=table0,
                 headers=headers(fmt0),
                 datatype=["str", "number", "number", "number", "number"],
@@ -194,21 +194,21 @@ def build() -> None:
         with gr.Column(scale=6, min_width=360):
             figure = gr.Plot(fig0, label=tr("Boxes drawn over the photo", "画在照片上的边界框"), elem_id="boxes-figure")
             summary = gr.Markdown(summary0, elem_id="boxes-summary")
-            problems = gr.Dataframe(
+            problems = Dataframe(
                 problems0, headers=["row", "label", "problem"], interactive=False, label=tr("Flagged rows", "有问题的行"),
                 elem_id="boxes-problems", wrap=True,
             )
     gr.Markdown(tr("**The same boxes in every format** (in the chosen units)", "**同一组边界框的各种格式**（使用所选单位）"))
     with gr.Row():
         converted = [
-            gr.Dataframe(frame, headers=["row", "label", *FORMAT_COLUMNS[f]], interactive=False, label=format_labels[f],
+            Dataframe(frame, headers=["row", "label", *FORMAT_COLUMNS[f]], interactive=False, label=format_labels[f],
                          elem_id=f"boxes-{f}")
             for f, frame in zip(BOX_FORMATS, converted0)
         ]
     # What the table is written in now. Hidden radios rather than gr.State so that the
     # /boxes_convert API takes both ends of the conversion explicitly.
-    fmt_state = gr.Radio(choices=list(BOX_FORMATS), value=fmt0, visible=False, label=tr("from format", "原格式"))
-    units_state = gr.Radio(choices=list(UNITS), value=units0, visible=False, label=tr("from units", "原单位"))
+    fmt_state = Radio(choices=list(BOX_FORMATS), value=fmt0, visible=False, label=tr("from format", "原格式"))
+    units_state = Radio(choices=list(UNITS), value=units0, visible=False, label=tr("from units", "原单位"))
 
     render_inputs = [photo, table, fmt, units]
     render_outputs = [figure, *converted, problems, summary]

@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .i18n import bilingual, with_chinese
+from .i18n import bilingual, chinese, english, with_chinese
 
 MAX_IMAGE_PIXELS = 40_000_000  # about 7000 x 5700; larger uploads are refused with this number
 MIN_IMAGE_SIDE = 2
@@ -138,6 +138,66 @@ def handles_out_of_memory(fn: Callable) -> Callable:
             _release_memory()
             raise gr.Error(OUT_OF_MEMORY) from None
     return function
+
+
+def _checked(base, kind_en: str, kind_zh: str):
+    """``base`` (a Gradio input component) whose payload errors become a message naming the input.
+
+    Gradio checks a value against the component (a slider's range, a radio's choices) before
+    the handler runs and words those refusals well; but a value of the wrong type (a string
+    for a slider, a number for a table) fails inside that check and ends as Gradio's generic
+    "the upstream app has raised an exception". The page draws it as ``base`` (``is_template``).
+    """
+
+    class Checked(base):
+        is_template = True
+
+        def _refuse(self, payload, err: Exception):
+            label_en, label_zh = english(self.label) or "input", chinese(self.label) or "输入"
+            return gr.Error(bilingual(f"{label_en}: expected {kind_en}, got {str(payload)[:60]!r} "
+                                      f"({type(err).__name__})",
+                                      f"{label_zh}：需要{kind_zh}，收到 {str(payload)[:60]!r}"))
+
+        @property
+        def data_model(self):
+            # Gradio validates a payload against the data model before preprocess(), outside the
+            # try that words errors: a wrong type (a string for a table) is refused here instead.
+            model = base.data_model.fget(self) if isinstance(base.__dict__.get("data_model"), property) \
+                else getattr(base, "data_model", None)
+            if model is None:
+                return None
+            component = self
+
+            class Validated(model):
+                @classmethod
+                def model_validate(cls, obj, *args, **kwargs):
+                    try:
+                        return model.model_validate(obj, *args, **kwargs)
+                    except ValueError as err:  # pydantic's ValidationError
+                        raise component._refuse(obj, err) from None
+
+            Validated.__name__ = model.__name__
+            return Validated
+
+        def preprocess(self, payload):
+            try:
+                return super().preprocess(payload)
+            except gr.Error:
+                raise
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+                raise self._refuse(payload, err) from None
+
+    Checked.__name__ = Checked.__qualname__ = base.__name__
+    return Checked
+
+
+Slider = _checked(gr.Slider, "a number", "一个数")
+Number = _checked(gr.Number, "a number", "一个数")
+Checkbox = _checked(gr.Checkbox, "true or false", "true 或 false")
+Radio = _checked(gr.Radio, "one of the choices", "选项之一")
+Dropdown = _checked(gr.Dropdown, "one of the choices", "选项之一")
+Textbox = _checked(gr.Textbox, "text", "文本")
+Dataframe = _checked(gr.Dataframe, "a table (headers and rows of cells)", "一个表格（表头和若干行单元格）")
 
 
 def shows_errors(fn: Callable) -> Callable:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from vision_core.examples import EXAMPLES, load_example
 from vision_core.regions import SELECTIVE_SEARCH_MODES, roi_align, roi_pool_grid, selective_search
 
-from .common import SafeImage, as_rgb_image, example_photo, shows_errors
+from .common import Dataframe, Dropdown, Radio, SafeImage, Slider, as_rgb_image, example_photo, shows_errors
 from .figures import boxes_figure
 from .i18n import bilingual, tr
 
@@ -184,19 +184,19 @@ def build() -> None:
     gr.Markdown(tr(INTRO, INTRO_ZH))
     with gr.Row():
         with gr.Column(scale=4, min_width=300):
-            example = gr.Dropdown(list(EXAMPLES), value="chelsea",
+            example = Dropdown(list(EXAMPLES), value="chelsea",
                                   label=tr("Example photo (offline)", "示例照片（离线）"))
-            mode = gr.Radio([(tr(m, MODES_ZH[m]), m) for m in SELECTIVE_SEARCH_MODES], value="fast",
+            mode = Radio([(tr(m, MODES_ZH[m]), m) for m in SELECTIVE_SEARCH_MODES], value="fast",
                             label=tr("Selective search mode", "选择性搜索模式"))
-            top_k = gr.Slider(1, MAX_TOP_K, value=30, step=1,
+            top_k = Slider(1, MAX_TOP_K, value=30, step=1,
                               label=tr("Proposals drawn (top K)", "绘制的建议区域数（前 K 个）"))
-            index = gr.Slider(0, first[-1]["maximum"], value=0, step=1, label=tr("Proposal to pool", "要汇聚的建议区域"),
+            index = Slider(0, first[-1]["maximum"], value=0, step=1, label=tr("Proposal to pool", "要汇聚的建议区域"),
                               elem_id="regions-index")
-            stride = gr.Radio(list(STRIDES), value=16,
+            stride = Radio(list(STRIDES), value=16,
                               label=tr("Feature map stride (pixels per cell)", "特征图的步幅（每个单元格的像素数）"))
             with gr.Row():
-                out_h = gr.Slider(1, 7, value=2, step=1, label=tr("Grid rows n (the book: 2)", "网格行数 n（书中：2）"))
-                out_w = gr.Slider(1, 7, value=2, step=1, label=tr("Grid columns m (the book: 2)", "网格列数 m（书中：2）"))
+                out_h = Slider(1, 7, value=2, step=1, label=tr("Grid rows n (the book: 2)", "网格行数 n（书中：2）"))
+                out_w = Slider(1, 7, value=2, step=1, label=tr("Grid columns m (the book: 2)", "网格列数 m（书中：2）"))
             photo = SafeImage(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                              label=tr("Photo (upload to replace)", "照片（上传以替换）"), height=200,
                              elem_id="regions-photo")
@@ -212,7 +212,7 @@ def build() -> None:
         with gr.Column():
             pooled = gr.Plot(first[2], label=tr("RoI pooling", "感兴趣区域汇聚"), elem_id="regions-pooled")
             aligned = gr.Plot(first[3], label=tr("RoIAlign", "RoIAlign"), elem_id="regions-aligned")
-    table = gr.Dataframe(first[4], interactive=False, label=tr("Pooled values", "汇聚后的值"), elem_id="regions-table")
+    table = Dataframe(first[4], interactive=False, label=tr("Pooled values", "汇聚后的值"), elem_id="regions-table")
     inputs = [photo, mode, top_k, index, stride, out_h, out_w]
     outputs = [proposals, grid, pooled, aligned, table, summary, index]
     example.input(example_photo, example, photo, api_visibility="private").then(

@@ -69,7 +69,10 @@ from vision_core.voc import (
 )
 from vision_core.weights import WeightsError
 
-from .common import SafeImage, as_rgb_image, example_photo, handles_out_of_memory, shows_errors
+from .common import (
+    Dataframe, Dropdown, Number, Radio, SafeImage, Slider, as_rgb_image, example_photo,
+    handles_out_of_memory, shows_errors,
+)
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import fcn_train_seconds, inference_device, on_gpu, park
 
@@ -782,7 +785,7 @@ def stop_training(request: gr.Request = None) -> str:
 # --- layout ------------------------------------------------------------------------------------
 
 def _matrix_input(value, label: str, elem_id: str) -> gr.Dataframe:
-    return gr.Dataframe(value=value, type="array", datatype="number", interactive=True, label=label,
+    return Dataframe(value=value, type="array", datatype="number", interactive=True, label=label,
                         elem_id=elem_id, headers=[f"col {j}" for j in range(len(value[0]))])
 
 
@@ -800,13 +803,13 @@ def _build_transposed() -> None:
             K = _matrix_input(BOOK_K, tr("Kernel K (the book: [[0, 1], [2, 3]])", "卷积核 K（书中：[[0, 1], [2, 3]]）"),
                               "seg-trans-k")
             with gr.Row():
-                stride = gr.Slider(1, 3, value=1, step=1, label=tr("Stride s", "步幅 s"), elem_id="seg-trans-stride")
-                padding = gr.Slider(0, 2, value=0, step=1, label=tr("Padding p", "填充 p"), elem_id="seg-trans-padding")
+                stride = Slider(1, 3, value=1, step=1, label=tr("Stride s", "步幅 s"), elem_id="seg-trans-stride")
+                padding = Slider(0, 2, value=0, step=1, label=tr("Padding p", "填充 p"), elem_id="seg-trans-padding")
             compute = gr.Button(tr("Compute", "计算"), variant="primary", elem_id="seg-trans-btn")
         with gr.Column(scale=6, min_width=360):
             first = render_trans_conv(BOOK_X, BOOK_K, 1, 0)
             formula = gr.Markdown(first[1], elem_id="seg-trans-formula")
-            output = gr.Dataframe(first[0], interactive=False, label=tr("Output Y = trans_conv(X, K)", "输出 Y = trans_conv(X, K)"),
+            output = Dataframe(first[0], interactive=False, label=tr("Output Y = trans_conv(X, K)", "输出 Y = trans_conv(X, K)"),
                                   elem_id="seg-trans-output")
             figure = gr.Plot(first[2], label=tr("X, K and Y", "X、K 和 Y"), elem_id="seg-trans-figure")
     gr.Markdown(tr("### Step through the scatter\nOne input cell at a time: its scaled kernel copy (red frame) on the "
@@ -814,12 +817,12 @@ def _build_transposed() -> None:
                    "### 逐步查看散布过程\n每次一个输入单元格：它乘以卷积核得到的副本（红框）在未裁剪网格上的位置，以及累加和。"))
     frame = render_trans_step(BOOK_X, BOOK_K, 1, 0, 1)
     with gr.Row():
-        step = gr.Slider(1, frame[3]["maximum"], value=1, step=1, label=tr("Step (input cell, row by row)", "步骤（输入单元格，逐行）"),
+        step = Slider(1, frame[3]["maximum"], value=1, step=1, label=tr("Step (input cell, row by row)", "步骤（输入单元格，逐行）"),
                          elem_id="seg-trans-step")
         play = gr.Button(tr("▶ Play", "▶ 播放"), variant="primary", elem_id="seg-trans-play")
     step_summary = gr.Markdown(frame[2], elem_id="seg-trans-step-summary")
     step_fig = gr.Plot(frame[0], label=tr("The scatter, step by step", "逐步散布"), elem_id="seg-trans-step-figure")
-    running = gr.Dataframe(frame[1], interactive=False, label=tr("Running sum, cropped to the output", "累加和（裁剪到输出大小）"),
+    running = Dataframe(frame[1], interactive=False, label=tr("Running sum, cropped to the output", "累加和（裁剪到输出大小）"),
                            elem_id="seg-trans-running")
     gr.Markdown(tr("### The same result from an ordinary convolution", "### 用普通卷积得到相同的结果"))
     conv_text = gr.Markdown(first[4], elem_id="seg-trans-conv-check")
@@ -849,7 +852,7 @@ def _build_bilinear() -> None:
                    "以及书中的演示：用这样一层把照片放大 2 倍。"))
     with gr.Row():
         with gr.Column(scale=4, min_width=300):
-            kernel_size = gr.Slider(2, 16, value=4, step=1, label=tr("Kernel size k (the book's 2× demo: 4)", "卷积核大小 k（书中 2 倍放大演示：4）"),
+            kernel_size = Slider(2, 16, value=4, step=1, label=tr("Kernel size k (the book's 2× demo: 4)", "卷积核大小 k（书中 2 倍放大演示：4）"),
                                     elem_id="seg-bilinear-k")
             first = render_bilinear_kernel(4)
             kernel_text = gr.Markdown(first[1], elem_id="seg-bilinear-kernel-text")
@@ -860,10 +863,10 @@ def _build_bilinear() -> None:
     photo0 = load_example("chelsea")
     with gr.Row():
         with gr.Column(scale=4, min_width=300):
-            example = gr.Dropdown(list(EXAMPLES), value="chelsea", label=tr("Example photo (offline)", "示例照片（离线）"))
+            example = Dropdown(list(EXAMPLES), value="chelsea", label=tr("Example photo (offline)", "示例照片（离线）"))
             photo = SafeImage(photo0, type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                              label=tr("Photo (upload your own)", "照片（可上传你自己的）"), height=240, elem_id="seg-bilinear-photo")
-            scale = gr.Slider(2, 4, value=2, step=1, label=tr("Scale (the book: 2)", "放大倍数（书中：2）"))
+            scale = Slider(2, 4, value=2, step=1, label=tr("Scale (the book: 2)", "放大倍数（书中：2）"))
             run = gr.Button(tr("Upsample", "上采样"), variant="primary", elem_id="seg-bilinear-btn")
         with gr.Column(scale=6, min_width=360):
             out0, view0, summary0 = upsample(photo0, 2)
@@ -895,11 +898,11 @@ def _build_segment(examples: dict) -> None:
     net, which = shipped_model()
     with gr.Row():
         with gr.Column(scale=4, min_width=300):
-            example = gr.Dropdown(list(examples), value=first_name, label=tr("Example (offline synthetic validation image)", "示例（离线合成验证集图像）"))
+            example = Dropdown(list(examples), value=first_name, label=tr("Example (offline synthetic validation image)", "示例（离线合成验证集图像）"))
             image = SafeImage(examples[first_name][0], type="numpy", image_mode="RGB", format="png",
                              sources=["upload", "clipboard"], label=tr("Image (upload your own)", "图像（可上传你自己的）"), height=240,
                              elem_id="seg-fcn-image")
-            model = gr.Radio(choices, value="fcn", label=tr("Model", "模型"), elem_id="seg-fcn-model")
+            model = Radio(choices, value="fcn", label=tr("Model", "模型"), elem_id="seg-fcn-model")
             segment_btn = gr.Button(tr("Segment", "分割"), variant="primary", elem_id="seg-fcn-btn")
             with gr.Accordion(tr("…or draw a sketch", "……或者画一张草图"), open=False):
                 gr.Markdown(tr("Paint shapes like the synthetic classes: " + ", ".join(
@@ -924,7 +927,7 @@ def _build_segment(examples: dict) -> None:
             overlay = gr.Image(first[0], interactive=False, label=tr("Predicted classes over the image", "叠加在图像上的预测类别"),
                                elem_id="seg-fcn-overlay", height=360)
             legend = gr.HTML(first[1], elem_id="seg-fcn-legend")
-            shares = gr.Dataframe(first[2], interactive=False, label=tr("Pixel share per class", "各类别的像素占比"), elem_id="seg-fcn-shares")
+            shares = Dataframe(first[2], interactive=False, label=tr("Pixel share per class", "各类别的像素占比"), elem_id="seg-fcn-shares")
             gr.Markdown(tr(reference_note(), reference_note_zh()), elem_id="seg-fcn-reference")
     outputs = [overlay, legend, shares, summary]
     segment_btn.click(run, [image, model], outputs, api_name="fcn_segment")
@@ -941,16 +944,16 @@ def _build_train() -> None:
         c for c, (h, w) in CROPS.items() if h <= SYNTHETIC["height"] and w <= SYNTHETIC["width"])
     with gr.Row():
         with gr.Column(scale=4, min_width=300):
-            epochs = gr.Slider(1, MAX_EPOCHS, value=5, step=1, label=tr("Epochs (the book: 5)", "迭代周期（书中：5）"))
-            batch = gr.Slider(1, MAX_BATCH, value=min(32, available), step=1, label=tr("Batch size (the book: 32)", "批量大小（书中：32）"))
-            optimizer = gr.Radio([(tr("SGD (the book)", "SGD（书中）"), "sgd"), (tr("AdamW", "AdamW"), "adamw")],
+            epochs = Slider(1, MAX_EPOCHS, value=5, step=1, label=tr("Epochs (the book: 5)", "迭代周期（书中：5）"))
+            batch = Slider(1, MAX_BATCH, value=min(32, available), step=1, label=tr("Batch size (the book: 32)", "批量大小（书中：32）"))
+            optimizer = Radio([(tr("SGD (the book)", "SGD（书中）"), "sgd"), (tr("AdamW", "AdamW"), "adamw")],
                                  value="sgd", label=tr("Optimizer", "优化器"),
                                  info=tr("offline the trunk starts random; AdamW leaves the all-background start sooner",
                                          "离线时主干网络从随机初始化开始；AdamW 更快摆脱全是背景的初始预测"))
-            lr = gr.Number(LEARNING_RATES["sgd"], minimum=1e-6, maximum=10, label=tr("Learning rate (the book: 0.001)", "学习率（书中：0.001）"))
-            num_train = gr.Slider(1, available, value=available, step=1,
+            lr = Number(LEARNING_RATES["sgd"], minimum=1e-6, maximum=10, label=tr("Learning rate (the book: 0.001)", "学习率（书中：0.001）"))
+            num_train = Slider(1, available, value=available, step=1,
                                   label=tr(f"Training images (of {available:,})", f"训练图像数（共 {available:,} 张）"))
-            crop = gr.Radio([(tr(CROP_LABELS[c], CROP_LABELS_ZH[c]), c) for c in CROPS], value=default_crop,
+            crop = Radio([(tr(CROP_LABELS[c], CROP_LABELS_ZH[c]), c) for c in CROPS], value=default_crop,
                             label=tr("Crop size (height × width)", "裁剪大小（高 × 宽）"),
                             info=tr("multiples of 32, the FCN's stride; smaller crops train much faster on a CPU",
                                     "32 的倍数，即 FCN 的步幅；在 CPU 上，裁剪越小训练越快"))

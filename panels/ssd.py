@@ -26,7 +26,9 @@ from vision_core.device import get_device
 from vision_core.ssd import RATIOS, SIZES, SSD_WEIGHTS, TinySSD, load_tiny_ssd, predict, train_ssd
 from vision_core.weights import WeightsError
 
-from .common import SafeImage, as_rgb_image, handles_out_of_memory, shows_errors
+from .common import (
+    Dataframe, Dropdown, Radio, SafeImage, Slider, as_rgb_image, handles_out_of_memory, shows_errors,
+)
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, ssd_train_seconds
 from .figures import color_for, draw_boxes
@@ -251,17 +253,17 @@ def build() -> None:
         with gr.Tab(tr("Detect", "检测"), id="ssd-detect"):
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
-                    example = gr.Dropdown(list(examples), value=first_name, label=tr("Example (offline validation image)", "示例（离线验证集图像）"))
+                    example = Dropdown(list(examples), value=first_name, label=tr("Example (offline validation image)", "示例（离线验证集图像）"))
                     image = SafeImage(examples[first_name], type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                                      label=tr("Image (upload your own)", "图像（可上传你自己的）"), height=260, elem_id="ssd-image")
-                    threshold = gr.Slider(0, 1, value=0.9, step=0.01, label=tr("Score threshold (the book: 0.9)", "分数阈值（书中：0.9）"))
+                    threshold = Slider(0, 1, value=0.9, step=0.01, label=tr("Score threshold (the book: 0.9)", "分数阈值（书中：0.9）"))
                     detect_btn = gr.Button(tr("Detect", "检测"), variant="primary", elem_id="ssd-detect-btn")
                 with gr.Column(scale=6, min_width=360):
                     first = detect(examples[first_name], 0.9) if net is not None else (
                         None, pd.DataFrame(columns=["class", "score", "x1", "y1", "x2", "y2"]), which)
                     summary = gr.Markdown(first[2], elem_id="ssd-summary")
                     view = gr.Image(first[0], interactive=False, label=tr("Detections", "检测结果"), elem_id="ssd-view", height=420)
-                    table = gr.Dataframe(first[1], interactive=False, label=tr("Raw detections (pixels)", "原始检测结果（像素）"),
+                    table = Dataframe(first[1], interactive=False, label=tr("Raw detections (pixels)", "原始检测结果（像素）"),
                                          elem_id="ssd-table")
             outputs = [view, table, summary]
             detect_btn.click(detect, [image, threshold], outputs, api_name="ssd_detect")
@@ -273,14 +275,14 @@ def build() -> None:
         with gr.Tab(tr("Train", "训练"), id="ssd-train"):
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
-                    epochs = gr.Slider(1, MAX_EPOCHS, value=20, step=1, label=tr("Epochs (the book: 20)", "迭代周期（书中：20）"))
-                    batch = gr.Slider(1, 128, value=32, step=1, label=tr("Batch size (the book: 32)", "批量大小（书中：32）"))
-                    optimizer = gr.Radio([(tr("SGD (the book)", "SGD（书中）"), "sgd"), (tr("AdamW", "AdamW"), "adamw")],
+                    epochs = Slider(1, MAX_EPOCHS, value=20, step=1, label=tr("Epochs (the book: 20)", "迭代周期（书中：20）"))
+                    batch = Slider(1, 128, value=32, step=1, label=tr("Batch size (the book: 32)", "批量大小（书中：32）"))
+                    optimizer = Radio([(tr("SGD (the book)", "SGD（书中）"), "sgd"), (tr("AdamW", "AdamW"), "adamw")],
                                          value="sgd", label=tr("Optimizer", "优化器"),
                                          info=tr("AdamW leaves the all-background start sooner",
                                                  "AdamW 更快摆脱全是背景的初始预测"))
-                    lr = gr.Slider(0.0005, 1.0, value=0.2, step=0.0005, label=tr("Learning rate (the book: 0.2)", "学习率（书中：0.2）"))
-                    num_train = gr.Slider(10, 1000, value=1000, step=10, label=tr("Training images (of 1,000)", "训练图像数（共 1,000 张）"))
+                    lr = Slider(0.0005, 1.0, value=0.2, step=0.0005, label=tr("Learning rate (the book: 0.2)", "学习率（书中：0.2）"))
+                    num_train = Slider(10, 1000, value=1000, step=10, label=tr("Training images (of 1,000)", "训练图像数（共 1,000 张）"))
                     with gr.Row():
                         start = gr.Button(tr("Start training", "开始训练"), variant="primary", elem_id="ssd-train-btn")
                         stop = gr.Button(tr("Stop", "停止"), variant="stop", elem_id="ssd-stop-btn")
@@ -304,9 +306,9 @@ def build() -> None:
             gr.Markdown(tr("Five stages; each predicts classes and offsets for 4 anchors per cell of its feature map "
                            "(input 256 × 256).",
                            "五个阶段；每个阶段为其特征图的每个单元的 4 个锚框预测类别和偏移量（输入为 256 × 256）。"))
-            gr.Dataframe(architecture(), interactive=False, label=tr("TinySSD stages", "TinySSD 的各个阶段"), elem_id="ssd-arch-table")
+            Dataframe(architecture(), interactive=False, label=tr("TinySSD stages", "TinySSD 的各个阶段"), elem_id="ssd-arch-table")
             with gr.Row():
-                stage = gr.Slider(1, 5, value=1, step=1, label=tr("Show the anchors of stage", "显示锚框的阶段"))
+                stage = Slider(1, 5, value=1, step=1, label=tr("Show the anchors of stage", "显示锚框的阶段"))
                 show = gr.Button(tr("Show anchors", "显示锚框"), elem_id="ssd-anchors-btn")
             anchor_view = gr.Image(None, interactive=False, label=tr("Centre cell's 4 anchors; white dots: every cell's centre",
                                             "中心单元的 4 个锚框；白点：每个单元的中心"),

@@ -27,7 +27,9 @@ from vision_core.style import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNet
                                load_style_network, style_transfer)
 from vision_core.weights import WeightsError, download_torchvision_checkpoint
 
-from .common import SafeImage, as_rgb_image, handles_out_of_memory, shows_errors
+from .common import (
+    Checkbox, Dropdown, Radio, SafeImage, Slider, as_rgb_image, handles_out_of_memory, shows_errors,
+)
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, style_seconds
 
@@ -293,13 +295,13 @@ def build() -> None:
         with gr.Column(scale=5, min_width=320):
             with gr.Row():
                 with gr.Column(min_width=150):
-                    content_pick = gr.Dropdown(list(CONTENT_PHOTOS), value="chelsea",
+                    content_pick = Dropdown(list(CONTENT_PHOTOS), value="chelsea",
                                                label=tr("Content photo", "内容图像"))
                     content_img = SafeImage(load_content_photo("chelsea"), type="numpy", image_mode="RGB",
                                            sources=["upload", "clipboard"], label=tr("Content (upload your own)", "内容（可上传你自己的）"),
                                            height=170, elem_id="style-content")
                 with gr.Column(min_width=150):
-                    style_pick = gr.Dropdown([(tr(name, STYLE_NAMES_ZH[name]), name) for name in STYLE_IMAGES],
+                    style_pick = Dropdown([(tr(name, STYLE_NAMES_ZH[name]), name) for name in STYLE_IMAGES],
                                              value="mosaic", label=tr("Style image", "风格图像"))
                     style_img = SafeImage(load_style_image("mosaic"), type="numpy", image_mode="RGB",
                                          sources=["upload", "clipboard"], label=tr("Style (upload your own)", "风格（可上传你自己的）"),
@@ -307,7 +309,7 @@ def build() -> None:
             with gr.Row():
                 start = gr.Button(tr("Start", "开始"), variant="primary", elem_id="style-start-btn")
                 stop = gr.Button(tr("Stop", "停止"), variant="stop", elem_id="style-stop-btn")
-            net_choice = gr.Radio([(tr("EfficientNet-Lite0 (offline)", "EfficientNet-Lite0（离线）"), "efficientnet_lite0"),
+            net_choice = Radio([(tr("EfficientNet-Lite0 (offline)", "EfficientNet-Lite0（离线）"), "efficientnet_lite0"),
                                    (tr("VGG-19 (the book)", "VGG-19（书中）"), "vgg19")], value=first,
                                   label=tr("Feature network", "特征网络"),
                                   elem_id="style-network")
@@ -317,19 +319,19 @@ def build() -> None:
             with gr.Row():
                 book_btn = gr.Button(tr("The book's settings", "书中的设置"), size="sm", elem_id="style-book-btn")
                 net_btn = gr.Button(tr("This network's settings", "该网络的设置"), size="sm", elem_id="style-preset-btn")
-            content_w = gr.Slider(0.1, 10, value=start_values[0], step=0.1, label=tr("Content weight (the book: 1)", "内容权重（书中：1）"))
-            style_w = gr.Slider(-2, 8, value=start_values[1], step=0.25,
+            content_w = Slider(0.1, 10, value=start_values[0], step=0.1, label=tr("Content weight (the book: 1)", "内容权重（书中：1）"))
+            style_w = Slider(-2, 8, value=start_values[1], step=0.25,
                                 label=tr("Style weight, log10 (the book: 4, i.e. 1e4)", "风格权重，log10（书中：4，即 1e4）"))
-            tv_w = gr.Slider(-2, 5, value=start_values[2], step=0.25, label=tr("TV weight, log10 (the book: 1, i.e. 10)", "全变分权重，log10（书中：1，即 10）"))
-            lr = gr.Slider(0.005, 1, value=start_values[3], step=0.005, label=tr("Learning rate (the book: 0.3)", "学习率（书中：0.3）"))
-            steps = gr.Slider(1, MAX_STEPS, value=start_values[4], step=1, label=tr("Steps (the book: 500)", "步数（书中：500）"))
-            height = gr.Slider(MIN_HEIGHT, MAX_HEIGHT, value=start_values[5], step=8,
+            tv_w = Slider(-2, 5, value=start_values[2], step=0.25, label=tr("TV weight, log10 (the book: 1, i.e. 10)", "全变分权重，log10（书中：1，即 10）"))
+            lr = Slider(0.005, 1, value=start_values[3], step=0.005, label=tr("Learning rate (the book: 0.3)", "学习率（书中：0.3）"))
+            steps = Slider(1, MAX_STEPS, value=start_values[4], step=1, label=tr("Steps (the book: 500)", "步数（书中：500）"))
+            height = Slider(MIN_HEIGHT, MAX_HEIGHT, value=start_values[5], step=8,
                                label=tr("Height in px; width follows the photo (the book: 300 × 450)",
                                         "高度（像素），宽度随照片比例（书中：300 × 450）"))
-            balance = gr.Checkbox(start_values[6], label=tr("Balance style layers (each starts with the same loss)",
+            balance = Checkbox(start_values[6], label=tr("Balance style layers (each starts with the same loss)",
                                                           "平衡各风格层（每层起始损失相同）"))
             with gr.Accordion(tr("Per-layer style weights", "各风格层的权重"), open=False):
-                layer_sliders = [gr.Slider(0, LAYER_WEIGHT_MAX, value=1.0, step=0.05, label=_layer_label(name),
+                layer_sliders = [Slider(0, LAYER_WEIGHT_MAX, value=1.0, step=0.05, label=_layer_label(name),
                                            elem_id=f"style-layer-{i}")
                                  for i, name in enumerate(STYLE_NETWORKS[first].style_layer_names)]
         with gr.Column(scale=6, min_width=360):

@@ -136,6 +136,12 @@ CASES = [
     ("/style_transfer", {"lr": 0}, r"Value 0 is less than minimum value 0.005"),
     ("/style_transfer", {"network_name": "resnet"}, NOT_A_CHOICE.format("resnet")),
     ("/style_preset", {"name": "resnet"}, NOT_A_CHOICE.format("resnet")),
+    # Wrong types: each input names itself and what it expects.
+    ("/style_transfer", {"steps": "many"}, r"Steps \(the book: 500\): expected a number, got 'many'"),
+    ("/trans_conv", {"stride": "two"}, r"Stride s: expected a number, got 'two'"),
+    ("/ssd_detect", {"threshold": None}, r"Score threshold \(the book: 0.9\): expected a number, got 'None'"),
+    ("/boxes", {"table": "not a table"}, r"Boxes \(editable\): expected a table \(headers and rows of cells\)"),
+    ("/nms", {"threshold": [1, 2]}, r"NMS IoU threshold \(the book: 0.5\): expected a number, got '\[1, 2\]'"),
 ]
 GOOD = {  # a cheap good request per endpoint, run right after its bad one
     "/ssd_train": {"epochs": 1, "num_train": 10, "batch_size": 10, "optimizer": "adamw", "lr": 0.001},
@@ -168,6 +174,13 @@ def test_bad_input_gets_a_clear_message_then_a_good_request_works(session, files
         assert list(session.submit(*good, api_name=name))
     else:
         assert session.predict(*good, api_name=name) is not None
+
+
+@pytest.mark.parametrize("name, overrides", [("/anchor_labelling", {"threshold": 1.0}), ("/ssd_detect", {"threshold": 0.0}),
+                                             ("/anchor_boxes", {"fmap_h": 1, "fmap_w": 1, "cell_row": 0, "cell_col": 0}),
+                                             ("/trans_conv", {"stride": 3, "padding": 0})])
+def test_sliders_at_their_ends_work(session, files, name, overrides):
+    assert session.predict(*_args(session, name, files, overrides), api_name=name) is not None
 
 
 @pytest.mark.parametrize("name", ["gray.png", "rgba.png", "16bit.png", "cmyk.jpg", "anim.gif"])

@@ -250,3 +250,27 @@ def test_corrupt_or_truncated_weights_give_a_message_and_the_documented_fallback
 
     with pytest.raises(gr.Error, match="no detector yet: no usable checkpoint"):
         SSD.detect(photo(h=256, w=256), 0.9)
+
+
+def test_a_zero_by_zero_image_is_refused_with_a_message():
+    # A 0 x 0 picture cannot be written as a file, so it is checked where arrays enter.
+    with pytest.raises(ValueError, match=r"0 x 0 px is too small; each side must be at least 2 px"):
+        common.as_rgb_image(np.zeros((0, 0, 3), np.uint8), "image")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stop_releases_the_gpu_memory():
+    S._networks.clear()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    stop_after = 20
+    outputs = S.run(*style_args(steps=2000))
+    for k, _ in enumerate(outputs):
+        if k == stop_after:
+            S._stops["api"].set()
+    torch.cuda.synchronize()
+    # What stays: the frozen network, parked on the GPU for the next run (its weights only).
+    taps, _ = S.network("efficientnet_lite0")
+    weights = sum(p.numel() * p.element_size() for p in taps.parameters()) + \
+        sum(b.numel() * b.element_size() for b in taps.buffers())
+    assert torch.cuda.memory_allocated() <= before + weights + (1 << 20)

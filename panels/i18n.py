@@ -69,9 +69,7 @@ def with_chinese(message: str) -> str:
     return bilingual(message, "输入有误：请按上面一行英文说明修改后重试。")
 
 
-def english(text) -> str:
-    """``text`` with its translation marker (if any) replaced by the English: for messages the
-    server writes about a component, e.g. naming its label."""
+def _resolve(text, index: int) -> str:
     text = str(text or "")
     start = text.find("__i18n__")
     end = text.find("}", start) + 1 if start >= 0 else 0
@@ -83,17 +81,18 @@ def english(text) -> str:
         key = json.loads(text[start + len("__i18n__"):end])["key"]
     except (ValueError, KeyError, TypeError):
         return text
-    return text[:start] + _PAIRS.get(key, (key, key))[0] + text[end:]
+    return text[:start] + _PAIRS.get(key, (key, key))[index] + text[end:]
+
+
+def english(text) -> str:
+    """``text`` with its translation marker (if any) replaced by the English: for messages the
+    server writes about a component, e.g. naming its label."""
+    return _resolve(text, 0)
 
 
 def chinese(text) -> str:
     """Like :func:`english`, with the Chinese."""
-    text = str(text or "")
-    en = english(text)
-    for key, (e, zh) in _PAIRS.items():
-        if e and e in en and f'"{key}"' in text:
-            return en.replace(e, zh)
-    return en
+    return _resolve(text, 1)
 
 
 def pairs() -> Dict[str, Tuple[str, str]]:

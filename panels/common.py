@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Dict, Optional
 
 import gradio as gr
 import numpy as np
@@ -26,6 +27,42 @@ _NAMES_ZH = {
     "image": "图像", "photo": "照片", "sketch": "草图", "content image": "内容图像", "style image": "风格图像",
     "sizes": "缩放比", "ratios": "宽高比",
 }
+
+
+def session_of(request: Optional[gr.Request]) -> str:
+    """The browser session of a request (``"api"`` for calls without one)."""
+    return getattr(request, "session_hash", None) or "api"
+
+
+class StopFlags:
+    """One Stop flag per browser session for a panel's long job (DESIGN.md: Gradio's ``cancels=``
+    leaves red "Error" labels, so Stop sets a flag the job checks every step)."""
+
+    def __init__(self):
+        self._flags: Dict[str, threading.Event] = {}
+
+    def start(self, request: Optional[gr.Request]) -> threading.Event:
+        """A fresh flag for this session's new job (replacing an older one)."""
+        flag = threading.Event()
+        self._flags[session_of(request)] = flag
+        return flag
+
+    def finish(self, request: Optional[gr.Request], flag: threading.Event) -> None:
+        """Forget ``flag`` when its job ends (unless a newer job of the session replaced it)."""
+        session = session_of(request)
+        if self._flags.get(session) is flag:
+            del self._flags[session]
+
+    def forget(self, session: str) -> None:
+        self._flags.pop(session, None)
+
+    def stop(self, request: Optional[gr.Request]) -> bool:
+        """Set this session's flag; False when it runs nothing."""
+        flag = self._flags.get(session_of(request))
+        if flag is None:
+            return False
+        flag.set()
+        return True
 
 
 def _zh(name: str) -> str:
@@ -162,22 +199,25 @@ def _checked(base, kind_en: str, kind_zh: str):
         def data_model(self):
             # Gradio validates a payload against the data model before preprocess(), outside the
             # try that words errors: a wrong type (a string for a table) is refused here instead.
-            model = base.data_model.fget(self) if isinstance(base.__dict__.get("data_model"), property) \
-                else getattr(base, "data_model", None)
-            if model is None:
-                return None
-            component = self
+            # Built once per component: Gradio reads this on every request.
+            validated = self.__dict__.get("_validated_model")
+            if validated is None:
+                model = getattr(super(), "data_model", None)
+                if model is None:
+                    return None
+                component = self
 
-            class Validated(model):
-                @classmethod
-                def model_validate(cls, obj, *args, **kwargs):
-                    try:
-                        return model.model_validate(obj, *args, **kwargs)
-                    except ValueError as err:  # pydantic's ValidationError
-                        raise component._refuse(obj, err) from None
+                class Validated(model):
+                    @classmethod
+                    def model_validate(cls, obj, *args, **kwargs):
+                        try:
+                            return model.model_validate(obj, *args, **kwargs)
+                        except ValueError as err:  # pydantic's ValidationError
+                            raise component._refuse(obj, err) from None
 
-            Validated.__name__ = model.__name__
-            return Validated
+                Validated.__name__ = model.__name__
+                validated = self.__dict__["_validated_model"] = Validated
+            return validated
 
         def preprocess(self, payload):
             try:

@@ -70,8 +70,8 @@ from vision_core.voc import (
 from vision_core.weights import WeightsError
 
 from .common import (
-    Dataframe, Dropdown, Number, Radio, SafeImage, Slider, as_rgb_image, example_photo,
-    handles_out_of_memory, shows_errors,
+    Dataframe, Dropdown, Number, Radio, SafeImage, Slider, StopFlags, as_rgb_image, example_photo,
+    handles_out_of_memory, session_of, shows_errors,
 )
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import fcn_train_seconds, inference_device, on_gpu, park
@@ -133,14 +133,10 @@ INTRO_ZH = (  # one line of Markdown: a line break between Chinese characters wo
 )
 
 _lock = threading.Lock()
-_stops: Dict[str, threading.Event] = {}  # session -> its Stop flag, while it trains
+_stops = StopFlags()  # each session's Stop flag, while it trains
 _session_nets: "OrderedDict[str, Tuple[FCN, str]]" = OrderedDict()  # session -> (net, description)
 _shipped: Dict[str, object] = {}
 _reference: Dict[str, object] = {}
-
-
-def _session(request: Optional[gr.Request]) -> str:
-    return getattr(request, "session_hash", None) or "api"
 
 
 def _fmt(value: float) -> str:
@@ -492,30 +488,29 @@ def reference_path() -> Optional[Path]:
     return None
 
 
-def reference_note() -> str:
+def reference_texts() -> Tuple[str, str]:
+    """The reference model's note in English and in Chinese: where it is, or how to get it."""
     path = reference_path()
     name = f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth"
     if path is not None:
         return (f"**Reference model for real photos:** torchvision's FCN-ResNet-50 (COCO images, the 21 VOC "
-                f"classes) found at `{path}`; choose it above.")
-    return (f"**Reference model for real photos:** torchvision's FCN-ResNet-50 is not on this machine. It needs a "
-            f"download (135 MB): on a machine with internet run `python -m vision_core weights fetch fcn_resnet50` "
-            f"(the same file torchvision's `fcn_resnet50(weights='COCO_WITH_VOC_LABELS_V1')` downloads), which saves "
-            f"`{name}` in `{vc_weights.torch_cache_dir()}` (or copy the file into `pretrained/`), then reload this page.")
-
-
-def reference_note_zh() -> str:
-    """:func:`reference_note` in Chinese, for the page's other language."""
-    path = reference_path()
-    name = f"fcn_resnet50_coco-{FCN_RESNET50_SHA256_PREFIX}.pth"
-    if path is not None:
-        return (f"**用于真实照片的参考模型**：torchvision 的 FCN-ResNet-50（COCO 图像，21 个 VOC 类别），"
+                f"classes) found at `{path}`; choose it above.",
+                f"**用于真实照片的参考模型**：torchvision 的 FCN-ResNet-50（COCO 图像，21 个 VOC 类别），"
                 f"位于 `{path}`；可在上方选择它。")
-    return (f"**用于真实照片的参考模型**：本机上没有 torchvision 的 FCN-ResNet-50。它需要下载（135 MB）："
-            f"在能上网的机器上运行 `python -m vision_core weights fetch fcn_resnet50`"
-            f"（与 torchvision 的 `fcn_resnet50(weights='COCO_WITH_VOC_LABELS_V1')` 下载的是同一个文件），"
-            f"它会把 `{name}` 保存到 `{vc_weights.torch_cache_dir()}`（或者把该文件复制到 `pretrained/`），"
-            f"然后重新加载本页。")
+    command, cache = "python -m vision_core weights fetch fcn_resnet50", vc_weights.torch_cache_dir()
+    torchvision_call = "fcn_resnet50(weights='COCO_WITH_VOC_LABELS_V1')"
+    return (f"**Reference model for real photos:** torchvision's FCN-ResNet-50 is not on this machine. It needs a "
+            f"download (135 MB): on a machine with internet run `{command}` (the same file torchvision's "
+            f"`{torchvision_call}` downloads), which saves `{name}` in `{cache}` (or copy the file into "
+            "`pretrained/`), then reload this page.",
+            f"**用于真实照片的参考模型**：本机上没有 torchvision 的 FCN-ResNet-50。它需要下载（135 MB）："
+            f"在能上网的机器上运行 `{command}`（与 torchvision 的 `{torchvision_call}` 下载的是同一个文件），"
+            f"它会把 `{name}` 保存到 `{cache}`（或者把该文件复制到 `pretrained/`），然后重新加载本页。")
+
+
+def reference_note() -> str:
+    """The reference model's note in English (what the API and tests read)."""
+    return reference_texts()[0]
 
 
 def reference_model() -> torch.nn.Module:
@@ -535,7 +530,7 @@ def active_model(choice: str, request: Optional[gr.Request]) -> Tuple[Any, str]:
     shipped checkpoint; ValueError saying how to get one when there is none."""
     if choice == "resnet50":
         return reference_model(), "torchvision's FCN-ResNet-50 (COCO images with VOC labels; reference for real photos)"
-    mine = _session_nets.get(_session(request))
+    mine = _session_nets.get(session_of(request))
     if mine is not None:
         return mine[0], f"your network, {mine[1]}"
     net, text = shipped_model()
@@ -718,14 +713,13 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", crop="320x480", pr
                                                                         optimizer, crop)
     except ValueError as err:
         raise gr.Error(with_chinese(str(err))) from None
-    session = _session(request)
+    session = session_of(request)
     history: list = []
     preview = None
     total_images = SYNTHETIC["num_train"] + SYNTHETIC["num_val"]
     yield _curves(history), preview, (f"Preparing the offline synthetic set of {total_images:,} images (generated "
                                       "on first use and cached: about 20 s for the default 700)…")
-    stop = threading.Event()
-    _stops[session] = stop
+    stop = _stops.start(request)
     records = None
     try:
         try:
@@ -770,16 +764,11 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", crop="320x480", pr
     finally:
         if records is not None:
             records.close()  # frees the trainer's memory if the page went away mid-run
-        if _stops.get(session) is stop:
-            _stops.pop(session, None)
+        _stops.finish(request, stop)
 
 
 def stop_training(request: gr.Request = None) -> str:
-    flag = _stops.get(_session(request))
-    if flag is None:
-        return "Nothing is training in this session."
-    flag.set()
-    return "Stopping after the current batch…"
+    return "Stopping after the current batch…" if _stops.stop(request) else "Nothing is training in this session."
 
 
 # --- layout ------------------------------------------------------------------------------------
@@ -928,7 +917,7 @@ def _build_segment(examples: dict) -> None:
                                elem_id="seg-fcn-overlay", height=360)
             legend = gr.HTML(first[1], elem_id="seg-fcn-legend")
             shares = Dataframe(first[2], interactive=False, label=tr("Pixel share per class", "各类别的像素占比"), elem_id="seg-fcn-shares")
-            gr.Markdown(tr(reference_note(), reference_note_zh()), elem_id="seg-fcn-reference")
+            gr.Markdown(tr(*reference_texts()), elem_id="seg-fcn-reference")
     outputs = [overlay, legend, shares, summary]
     segment_btn.click(run, [image, model], outputs, api_name="fcn_segment")
     image.upload(run, [image, model], outputs, api_visibility="private")

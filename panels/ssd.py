@@ -27,7 +27,8 @@ from vision_core.ssd import RATIOS, SIZES, SSD_WEIGHTS, TinySSD, load_tiny_ssd, 
 from vision_core.weights import WeightsError
 
 from .common import (
-    Dataframe, Dropdown, Radio, SafeImage, Slider, as_rgb_image, handles_out_of_memory, shows_errors,
+    Dataframe, Dropdown, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory,
+    session_of, shows_errors,
 )
 from .i18n import bilingual, tr, with_chinese
 from .zerogpu import on_gpu, park, ssd_train_seconds
@@ -57,13 +58,9 @@ INTRO_ZH = (  # one line of Markdown: a line break between Chinese characters wo
 MAX_SESSION_NETS = 8  # networks trained in the page are kept for the most recent sessions only
 
 _lock = threading.Lock()
-_stops: Dict[str, threading.Event] = {}  # session -> its Stop flag
+_stops = StopFlags()  # each session's Stop flag, while it trains
 _session_nets: "OrderedDict[str, Tuple[TinySSD, str]]" = OrderedDict()  # session -> (net, description)
 _shipped: Dict[str, object] = {}
-
-
-def _session(request: Optional[gr.Request]) -> str:
-    return getattr(request, "session_hash", None) or "api"
 
 
 def _remember(session: str, net: TinySSD, description: str) -> None:
@@ -73,7 +70,7 @@ def _remember(session: str, net: TinySSD, description: str) -> None:
         _session_nets.move_to_end(session)
         while len(_session_nets) > MAX_SESSION_NETS:
             old, _ = _session_nets.popitem(last=False)
-            _stops.pop(old, None)
+            _stops.forget(old)
 
 
 def shipped_model() -> Tuple[Optional[TinySSD], str]:
@@ -96,7 +93,7 @@ def shipped_model() -> Tuple[Optional[TinySSD], str]:
 
 def active_model(request: Optional[gr.Request]) -> Tuple[Optional[TinySSD], str]:
     """This session's trained net if it has one, else the shipped checkpoint."""
-    mine = _session_nets.get(_session(request))
+    mine = _session_nets.get(session_of(request))
     return mine if mine is not None else shipped_model()
 
 
@@ -195,6 +192,7 @@ def _curves(history: list) -> go.Figure:
 @handles_out_of_memory
 def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progress(), request: gr.Request = None):
     """Train a fresh TinySSD on the offline banana set, streaming curves, a preview and the status."""
+    stop = None
     try:
         epochs, batch_size, lr, num_train = int(epochs), int(batch_size), float(lr), int(num_train)
         if not 1 <= epochs <= MAX_EPOCHS:
@@ -206,41 +204,43 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progre
         images, labels = load_bananas(split="train")
         val = load_bananas(split="val")
         net = TinySSD(1)
-        stop = threading.Event()
-        _stops[_session(request)] = stop
+        stop = _stops.start(request)
         records = train_ssd((images[:num_train], labels[:num_train]), val, net=net, epochs=epochs,
                             batch_size=batch_size, lr=lr, optimizer=optimizer, stop=stop)
     except ValueError as err:
+        if stop is not None:
+            _stops.finish(request, stop)
         raise gr.Error(with_chinese(str(err))) from None
     history, preview, status = [], None, "starting…"
-    yield _curves(history), preview, status
-    for record in records:
-        progress(record.fraction, desc=f"step {record.step}/{record.total}")
-        m = dict(record.metrics)
-        if "epoch" in m:
-            history.append(m)
-            preview = record.preview if record.preview is not None else preview
-        rate = m.get("examples_per_s")
-        status = (f"Epoch {len(history)}/{epochs} · step {record.step}/{record.total}"
-                  + (f" · loss {m['loss']:.4f}" if "loss" in m else "")
-                  + (f" · {rate:,.0f} examples/s on {get_device()}" if rate else ""))
-        if record.done:
-            stopped = record.message == "stopped"
-            desc = f"trained here: {len(history)} epoch(s) on {num_train} images" + (" (stopped early)" if stopped else "")
-            _remember(_session(request), park(net), desc)
-            last = history[-1] if history else {}
-            status = ("**Stopped.** " if stopped else "**Done.** ") + status + (
-                f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"
-                if "val_class_err" in last else "") + " · Detect now uses this network in your session."
+    try:
         yield _curves(history), preview, status
+        for record in records:
+            progress(record.fraction, desc=f"step {record.step}/{record.total}")
+            m = dict(record.metrics)
+            if "epoch" in m:
+                history.append(m)
+                preview = record.preview if record.preview is not None else preview
+            rate = m.get("examples_per_s")
+            status = (f"Epoch {len(history)}/{epochs} · step {record.step}/{record.total}"
+                      + (f" · loss {m['loss']:.4f}" if "loss" in m else "")
+                      + (f" · {rate:,.0f} examples/s on {get_device()}" if rate else ""))
+            if record.done:
+                stopped = record.message == "stopped"
+                desc = (f"trained here: {len(history)} epoch(s) on {num_train} images"
+                        + (" (stopped early)" if stopped else ""))
+                _remember(session_of(request), park(net), desc)
+                last = history[-1] if history else {}
+                status = ("**Stopped.** " if stopped else "**Done.** ") + status + (
+                    f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"
+                    if "val_class_err" in last else "") + " · Detect now uses this network in your session."
+            yield _curves(history), preview, status
+    finally:
+        records.close()  # frees the trainer's memory if the page went away mid-run
+        _stops.finish(request, stop)
 
 
 def stop_training(request: gr.Request = None) -> str:
-    flag = _stops.get(_session(request))
-    if flag is None:
-        return "Nothing is training in this session."
-    flag.set()
-    return "Stopping after the current batch…"
+    return "Stopping after the current batch…" if _stops.stop(request) else "Nothing is training in this session."
 
 
 def build() -> None:

@@ -1,5 +1,6 @@
 """Shared fixtures: one in-process dashboard per test session, and Debian's Chromium for Playwright."""
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -24,6 +25,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(build):
+    """A Blocks app holding what ``build()`` lays out (one panel), launched in this process; yields its URL."""
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        build()
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
 
 
 @pytest.fixture(scope="session")

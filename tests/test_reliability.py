@@ -242,6 +242,9 @@ def test_corrupt_or_truncated_weights_give_a_message_and_the_documented_fallback
     monkeypatch.setattr(weights, "torch_cache_dir", lambda: tmp_path / "no-cache")
     monkeypatch.setattr(SSD, "_shipped", {})
     monkeypatch.setattr(SEG, "_shipped", {})
+    from collections import OrderedDict
+
+    monkeypatch.setattr(SSD, "_session_nets", OrderedDict())  # no network trained by an earlier test
     net, text = SSD.shipped_model()
     assert net is None and "truncated" in text and "train one below" in text  # the SSD tab's Train is the fallback
     net, text = SEG.shipped_model()
@@ -267,7 +270,7 @@ def test_stop_releases_the_gpu_memory():
     outputs = S.run(*style_args(steps=2000))
     for k, _ in enumerate(outputs):
         if k == stop_after:
-            S._stops["api"].set()
+            assert S.stop_run() == "Stopping before the next step…"  # the "api" session's flag
     torch.cuda.synchronize()
     # What stays: the frozen network, parked on the GPU for the next run (its weights only).
     taps, _ = S.network("efficientnet_lite0")

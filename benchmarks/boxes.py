@@ -12,7 +12,7 @@ import torch
 import torchvision.ops as tv
 
 import vision_core as vc
-from benchmarks.common import devices, fmt_time, print_table, timeit
+from benchmarks.common import devices, fmt_time, machine_line, print_table, timeit
 
 
 def _boxes(n: int, *lead: int, device: torch.device, seed: int = 0) -> torch.Tensor:
@@ -23,6 +23,7 @@ def _boxes(n: int, *lead: int, device: torch.device, seed: int = 0) -> torch.Ten
 
 
 def main() -> None:
+    print(machine_line())  # absolute times mean little without the machine they came from
     try:
         from d2l import torch as d2l
     except ImportError:  # the oracle is a dev requirement; the torchvision rows still run

@@ -22,7 +22,7 @@ from typing import Dict, List
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from benchmarks.common import print_table  # noqa: E402
+from benchmarks.common import machine_line, print_table  # noqa: E402
 
 TABLE = {"headers": ["label", "x1", "y1", "x2", "y2"], "data": [["astronaut", 20, 14, 366, 512]]}
 X = {"headers": ["col 0", "col 1"], "data": [[0, 1], [2, 3]]}
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--heavy", type=int, default=4)
     args = parser.parse_args()
+    print(machine_line())  # absolute times mean little without the machine they came from
 
     import tempfile
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import fmt_time, print_table, timeit
+from benchmarks.common import fmt_time, machine_line, print_table, timeit
 from panels import anchors as A
 from panels import boxes as B
 from panels import regions as R
@@ -18,6 +18,7 @@ from vision_core.examples import load_example
 
 
 def main() -> None:
+    print(machine_line())  # absolute times mean little without the machine they came from
     cpu = torch.device("cpu")
     astronaut, chelsea = load_example("astronaut"), load_example("chelsea")
     table = B.example_table("astronaut", "xyxy", "pixels")

@@ -10,7 +10,7 @@ one warm-up batch. Baseline: the book's ``train_ch13`` loop body (fp32, a DataLo
 normalised float crops, ``loss.sum().backward()``, and its per-batch ``.item()`` /
 accuracy host syncs); ours: ``vision_core.fcn.train_fcn`` (uint8 crops normalised on the
 device, metrics accumulated on the device, mixed precision and channels-last on CUDA).
-On CPU the default is 64 images (an epoch of 600 takes minutes on 2 cores); on CUDA 600.
+On CPU the default is 64 images (a full epoch of 600 is slow on a CPU); on CUDA 600.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from benchmarks.common import devices, fmt_time, print_table, timeit
+from benchmarks.common import devices, fmt_time, machine_line, print_table, timeit
 from vision_core.fcn import FCN, fcn_loss, predict_fcn, train_fcn
 from vision_core.voc import VOCSegDataset, synthetic_voc_dir
 
@@ -72,10 +72,11 @@ def ours_epoch(net, items, device, batch_size=32, lr=1e-3):
     return last.metrics.get("loss")
 
 
-def _crops(n):
-    """``n`` fixed 320 x 480 crops of the synthetic set: (uint8 image [3, H, W], label [H, W])."""
-    dataset = VOCSegDataset(True, CROP, synthetic_voc_dir(0))
-    return [(dataset.features[i], dataset.labels[i].long()) for i in range(n)]  # the images are the crop size
+def _crops(n, voc_dir=None, crop=CROP):
+    """``n`` fixed crops of the synthetic set (default: the cached 320 x 480 one), as
+    ``(uint8 image [3, H, W], label [H, W])``; the set's images are the crop size."""
+    dataset = VOCSegDataset(True, crop, synthetic_voc_dir(0) if voc_dir is None else voc_dir)
+    return [(dataset.features[i], dataset.labels[i].long()) for i in range(n)]
 
 
 def main() -> None:
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=0, help="training images per epoch (default: 64 on CPU, "
                         "600 on CUDA)")
     args = parser.parse_args()
+    print(machine_line())  # absolute times mean little without the machine they came from
     rows = []
     for device in devices():
         n = args.images or (600 if device.type == "cuda" else 64)

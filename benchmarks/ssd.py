@@ -6,8 +6,8 @@ Baseline: the book's training loop (fp32, ``d2l.multibox_target``, the book's ``
 for the metrics after every batch, a DataLoader over CPU tensors) on the same data and
 the same initial weights. Ours: ``vision_core.ssd.train_ssd`` (data on the device once,
 vectorised targets, metrics accumulated on the device, mixed precision and channels-last
-on CUDA). One epoch each, after one warm-up batch. On CPU the default is 256 images (an
-epoch of 1,000 takes about a minute on 2 cores); on CUDA the whole 1,000.
+on CUDA). One epoch each, after one warm-up batch. On CPU the default is 256 images (a
+quarter of an epoch of 1,000, which is slow on a CPU); on CUDA the whole 1,000.
 Also: the latency of detecting one 256 x 256 image (ours: ``vision_core.ssd.predict``;
 the book's: ``softmax`` + ``d2l.multibox_detection`` + its threshold).
 """
@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import devices, fmt_time, print_table, timeit
+from benchmarks.common import devices, fmt_time, machine_line, print_table, timeit
 from vision_core.bananas import load_bananas
 from vision_core.ssd import TinySSD, bbox_eval, calc_loss, cls_eval, predict, train_ssd
 
@@ -76,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=0, help="training images per epoch (default: 256 on CPU, 1000 on CUDA)")
     args = parser.parse_args()
+    print(machine_line())  # absolute times mean little without the machine they came from
     images, labels = load_bananas(split="train")
     rows = []
     for device in devices():

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from benchmarks.common import print_table
+from benchmarks.common import machine_line, print_table
 from vision_core.bananas import load_bananas
 from vision_core.ssd import TinySSD, evaluate_ssd, train_ssd
 
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=640, help="training images (default: 640)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs (default: 3)")
     args = parser.parse_args()
+    print(machine_line())  # absolute times mean little without the machine they came from
     images, labels = load_bananas(split="train")
     val = load_bananas(split="val")
     train = (images[:args.images], labels[:args.images])

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.common import fmt_time, print_table
+from benchmarks.common import fmt_time, machine_line, print_table, time_once
 from vision_core.device import describe_device
 from vision_core.examples import load_content_photo, load_style_image
 from vision_core.style import (BOOK_CONTENT_LAYERS, BOOK_STYLE_LAYERS, _vgg19_features, compute_loss,
@@ -79,16 +79,6 @@ def _book_net(state) -> nn.Sequential:
     return nn.Sequential(*list(features)[:max(BOOK_CONTENT_LAYERS + BOOK_STYLE_LAYERS) + 1])
 
 
-def _time(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def _ours(content, style, taps, steps, shape, device, **kwargs) -> Tuple[float, float, np.ndarray]:
     """(seconds in all, seconds to the first preview, final image) of one style_transfer run."""
     if device.type == "cuda":
@@ -112,6 +102,7 @@ def main() -> None:
     parser.add_argument("--gpu-steps", type=int, default=500, help="steps of the CUDA rows (default: 500)")
     parser.add_argument("--skip-vgg-cpu", action="store_true", help="leave out the (slow) VGG-19 CPU rows")
     args = parser.parse_args()
+    print(machine_line())  # absolute times mean little without the machine they came from
     content, style = load_content_photo("chelsea"), load_style_image("mosaic")
     vgg_path = find_vgg19_imagenet()
     vgg_state = torch.load(vgg_path, map_location="cpu", weights_only=True) if vgg_path is not None else None
@@ -130,7 +121,7 @@ def main() -> None:
         if cuda or not args.skip_vgg_cpu:
             if cuda:  # warm-up: cuDNN and the allocator, for both sides
                 book_style_transfer(content, style, _book_net(vgg_state), 5, shape, device)
-            book = _time(lambda: book_style_transfer(content, style, _book_net(vgg_state), steps, shape, device),
+            book = time_once(lambda: book_style_transfer(content, style, _book_net(vgg_state), steps, shape, device),
                          device)
             variants = [("eager, float32", dict(cuda_graph=False))]
             if cuda:

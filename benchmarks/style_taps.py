@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmarks.common import print_table
+from benchmarks.common import machine_line, print_table
 from vision_core import weights
 from vision_core.examples import load_content_photo, load_style_image
 from vision_core.style import LITE0_WEIGHTS, STYLE_NETWORKS, efficientnet_lite0_taps, style_transfer
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="steps per run (default: 300)")
     parser.add_argument("--out", default="docs/style-offline-comparison.png", help="where to write the picture")
     args = parser.parse_args()
+    print(machine_line())  # absolute times mean little without the machine they came from
     state = weights.load_state_dict(LITE0_WEIGHTS)
     content = load_content_photo("chelsea")
     rows, grid = [], []

@@ -1,4 +1,5 @@
-"""Input handling shared by the panels: images from uploads, and errors shown as gr.Error."""
+"""Shared by the panels: images from uploads, errors shown as gr.Error, Stop flags, and the
+measured pace of a streamed job (time per step, time left)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import functools
 import gc
 import inspect
 import threading
+import time
 from typing import Any, Callable, Dict, Optional
 
 import gradio as gr
@@ -63,6 +65,59 @@ class StopFlags:
             return False
         flag.set()
         return True
+
+
+def _duration(seconds: float) -> str:
+    """A measured time as a reader rounds it: ``"850 ms"``, ``"4.2 s"``, ``"42 s"``, ``"3 min"``, ``"1 h 5 min"``."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def pace_text(done: int, total: int, elapsed: float, unit: str = "step", since: int = 0) -> str:
+    """``"161 ms/step · about 42 s left"``: the pace of a job measured in this run, and its time left.
+
+    Steps ``since + 1 .. done`` took ``elapsed`` seconds; the ``total - done`` steps still to run
+    are assumed to take their mean each. No time is promised ahead of the run (a machine's speed
+    is not known before it works), so before a step is timed the text is empty; once the job is
+    at its end (``done >= total``) only the pace is given.
+    """
+    timed = done - since
+    if timed <= 0 or not elapsed > 0:
+        return ""
+    each = elapsed / timed
+    text = f"{_duration(each)}/{unit}"
+    left = total - done
+    return f"{text} · about {_duration(left * each)} left" if left > 0 else text
+
+
+class Pace:
+    """The pace of one streamed job, for its status line: ``pace(record.step, record.total)``.
+
+    Timed from the job's first record, so loading and the first step's warm-up are left out;
+    everything after it counts (a training's evaluation after each epoch too), so the time left
+    is what the rest of the job takes at the pace so far. On the job's last record (``done=True``,
+    finished or stopped) only the pace is given.
+    """
+
+    def __init__(self, unit: str = "step", clock: Callable[[], float] = time.perf_counter):
+        self.unit, self._clock = unit, clock
+        self._origin: Optional[tuple] = None  # (step, time) of the first record
+
+    def __call__(self, step: int, total: int, done: bool = False) -> str:
+        now = self._clock()
+        if self._origin is None:
+            self._origin = (step, now)
+            return ""
+        first, start = self._origin
+        return pace_text(step, step if done else total, now - start, self.unit, since=first)
 
 
 def _zh(name: str) -> str:

@@ -27,7 +27,7 @@ from vision_core.ssd import RATIOS, SIZES, SSD_WEIGHTS, TinySSD, load_tiny_ssd, 
 from vision_core.weights import WeightsError
 
 from .common import (
-    Dataframe, Dropdown, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory,
+    Dataframe, Dropdown, Pace, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory,
     session_of, shows_errors,
 )
 from .i18n import bilingual, tr, with_chinese
@@ -54,6 +54,14 @@ INTRO_ZH = (  # one line of Markdown: a line break between Chinese characters wo
     "也可以在这里训练一个，看着书中的类别误差和边界框 MAE 逐渐下降。"
     "\n"
 )
+
+# No time is promised before a run (a machine's speed is not known ahead): the status line
+# shows the time per batch measured in the run and the time left.
+TRAIN_HINT = ("The time grows with images × epochs. While it trains, the status shows the time per batch, measured "
+              "on this machine, and the time left; a GPU is many times faster than a CPU. Lower the images or "
+              "epochs for a quick look.")
+TRAIN_HINT_ZH = ("用时随图像数 × 迭代周期数增长。训练时，状态栏会显示在本机上测得的每批用时和预计剩余时间；"
+                 "GPU 比 CPU 快很多倍。想快速看一眼，可以减少图像数或迭代周期。")
 
 MAX_SESSION_NETS = 8  # networks trained in the page are kept for the most recent sessions only
 
@@ -212,6 +220,7 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progre
             _stops.finish(request, stop)
         raise gr.Error(with_chinese(str(err))) from None
     history, preview, status = [], None, "starting…"
+    pace = Pace("batch")  # measured in this run: no machine's speed is promised ahead of it
     try:
         yield _curves(history), preview, status
         for record in records:
@@ -224,6 +233,8 @@ def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progre
             status = (f"Epoch {len(history)}/{epochs} · step {record.step}/{record.total}"
                       + (f" · loss {m['loss']:.4f}" if "loss" in m else "")
                       + (f" · {rate:,.0f} examples/s on {get_device()}" if rate else ""))
+            timing = pace(record.step, record.total, done=record.done)
+            status += f" · {timing}" if timing else ""
             if record.done:
                 stopped = record.message == "stopped"
                 desc = (f"trained here: {len(history)} epoch(s) on {num_train} images"
@@ -286,10 +297,7 @@ def build() -> None:
                     with gr.Row():
                         start = gr.Button(tr("Start training", "开始训练"), variant="primary", elem_id="ssd-train-btn")
                         stop = gr.Button(tr("Stop", "停止"), variant="stop", elem_id="ssd-stop-btn")
-                    gr.Markdown(tr("On 2 CPU cores an epoch of 1,000 images takes about 75 s; a GPU takes well "
-                                   "under a second. Lower the images or epochs for a quick look.",
-                                   "在 2 个 CPU 核上，1,000 张图像的一个迭代周期大约需要 75 秒；GPU 上远不到一秒。"
-                                   "想快速看一眼，可以减少图像数或迭代周期。"))
+                    gr.Markdown(tr(TRAIN_HINT, TRAIN_HINT_ZH))
                 with gr.Column(scale=6, min_width=360):
                     train_status = gr.Markdown("Not started.", elem_id="ssd-train-status")
                     curves = gr.Plot(_curves([]), label=tr("Class error and bbox MAE", "类别误差和边界框 MAE"), elem_id="ssd-curves")

@@ -28,7 +28,7 @@ from vision_core.style import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNet
 from vision_core.weights import WeightsError, download_torchvision_checkpoint
 
 from .common import (
-    Checkbox, Dropdown, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory,
+    Checkbox, Dropdown, Pace, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory,
     shows_errors,
 )
 from .i18n import bilingual, tr, with_chinese
@@ -56,6 +56,11 @@ INTRO_ZH = """\
 （深层特征与内容图像的保持接近）、风格损失（若干层的格拉姆矩阵与风格图像的相匹配）和全变分损失
 （相邻像素保持相近）。特征网络的参数是冻结的。
 """
+# No time is promised before a run (a machine's speed is not known ahead): the status line
+# shows the time per step measured in the run and the time left.
+NOT_STARTED = ("Not started. While it runs, the status shows the time per step, measured on this machine, and "
+               "the time left; a GPU is many times faster than a CPU.")
+NOT_STARTED_ZH = "尚未开始。运行时，状态栏会显示在本机上测得的每步用时和预计剩余时间；GPU 比 CPU 快很多倍。"
 STYLE_NAMES_ZH = {"swirl": "漩涡", "mosaic": "马赛克", "waves": "波浪", "hubble": "哈勃深空", "stain": "组织染色"}
 
 _lock = threading.Lock()
@@ -229,6 +234,7 @@ def run(content, style, network_name, content_weight, style_log10, tv_log10, lr,
         raise gr.Error(with_chinese(str(err))) from None
     series: Dict[str, List[float]] = {"content": [], "style": [], "tv": []}
     image = None
+    pace = Pace("step")  # measured in this run: no machine's speed is promised ahead of it
     try:
         yield None, _curves(series), f"Starting: {steps} steps at {shape[0]} × {shape[1]} with {spec.label}…", None
         for record in records:
@@ -242,6 +248,8 @@ def run(content, style, network_name, content_weight, style_log10, tv_log10, lr,
             status = (f"Step {record.step}/{steps} · content {m.get('content', math.nan):.3g} · style "
                       f"{m.get('style', math.nan):.3g} · TV {m.get('tv', math.nan):.3g} · lr {m.get('lr', math.nan):.3g}"
                       f" · {shape[0]} × {shape[1]} on {get_device()}")
+            timing = pace(record.step, steps, done=record.done)
+            status += f" · {timing}" if timing else ""
             if record.done:
                 word = "**Done.**" if record.message.startswith("done") else "**Stopped.**"
                 detail = "" if record.message.startswith("done") else f" {record.message[0].upper()}{record.message[1:]}."
@@ -328,8 +336,7 @@ def build() -> None:
                                            elem_id=f"style-layer-{i}")
                                  for i, name in enumerate(STYLE_NETWORKS[first].style_layer_names)]
         with gr.Column(scale=6, min_width=360):
-            status = gr.Markdown(tr("Not started. On 2 CPU cores the offline settings take about 8 s.",
-                                    "尚未开始。在 2 个 CPU 核上，离线设置约需 8 秒。"),
+            status = gr.Markdown(tr(NOT_STARTED, NOT_STARTED_ZH),
                                  elem_id="style-status")
             live = gr.Image(None, interactive=False, label=tr("Synthesised image", "合成图像"), height=380, elem_id="style-live")
             curves = gr.Plot(_curves({}), label=tr("Losses", "损失"), elem_id="style-curves")

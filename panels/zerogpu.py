@@ -88,13 +88,15 @@ def style_seconds(content, style, network, content_weight, style_log10, tv_log10
 
 
 def ssd_train_seconds(epochs, batch_size, lr, num_train, *rest, **kwargs) -> float:
-    """TinySSD training: about 1 s per 1,000 images on a GPU; three times that for margin."""
+    """TinySSD training: about 1 s per 1,000 images on a GPU (an estimate, not yet measured on a named GPU);
+    three times that for margin."""
     return 15 + 3e-3 * _number(epochs, 20) * _number(num_train, 1000)
 
 
 def fcn_train_seconds(epochs, batch_size, lr, num_train, *rest, **kwargs) -> float:
-    """FCN training on 320 x 480 crops: about 10 ms per image on a GPU; four times that for margin,
-    plus generating the synthetic set on first use (about 20 s)."""
+    """FCN training on 320 x 480 crops: about 10 ms per image on a GPU (an estimate, not yet measured on a
+    named GPU); four times that for margin, plus generating the synthetic set on first use (about 20 s on
+    the 2-core CPU of an earlier session, model not recorded)."""
     return 30 + 0.04 * _number(epochs, 5) * _number(num_train, 600)
 
 

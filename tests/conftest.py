@@ -3,6 +3,7 @@
 import contextlib
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,58 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class StepCount:
+    """What :func:`counting_steps` counts: steps begun, and how many had begun when Stop was set."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.begun = 0
+        self.at_stop: "int | None" = None  # steps begun when Stop set the job's flag
+        self.first_done = threading.Event()  # one step has run: the job is under way
+
+    @property
+    def after_stop(self) -> int:
+        """Steps begun after Stop set the flag."""
+        assert self.at_stop is not None, "Stop never reached a running job"
+        return self.begun - self.at_stop
+
+
+@contextlib.contextmanager
+def counting_steps(owner, name: str, stops):
+    """Count the calls of ``owner.name`` (a job's step: one optimisation step, one training batch)
+    and, when ``stops`` (a panel's StopFlags) sets a flag, how many steps had begun.
+
+    The Stop guarantee is counted in steps, not seconds (a busy machine makes any step slow):
+    a job checks its flag before every step, so at most one step (one whose check just passed)
+    begins after the flag is set: ``count.after_stop <= 1``. Setting the flag and reading the
+    count happen under one lock that each step takes as it begins, so no step slips in between.
+    """
+    count = StepCount()
+    step, stop = getattr(owner, name), stops.stop
+
+    def counted_step(*args, **kwargs):
+        with count.lock:
+            count.begun += 1
+        result = step(*args, **kwargs)
+        count.first_done.set()
+        return result
+
+    def counted_stop(request=None):
+        with count.lock:
+            answered = stop(request)
+            if answered and count.at_stop is None:
+                count.at_stop = count.begun
+        return answered
+
+    setattr(owner, name, counted_step)
+    stops.stop = counted_stop  # an instance attribute: the panel's own stop() looks it up per call
+    try:
+        yield count
+    finally:
+        setattr(owner, name, step)
+        del stops.stop
 
 
 @contextlib.contextmanager

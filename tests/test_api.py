@@ -11,6 +11,7 @@ from gradio_client import Client, handle_file
 from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.app
+HANG_GUARD = 120  # seconds: only a hung request waits this long; nothing here asserts a duration
 
 STREAMING = {"/anchor_labelling_play", "/nms_play", "/trans_conv_play", "/ssd_train", "/fcn_train",
              "/style_transfer"}
@@ -71,23 +72,41 @@ def test_readme_lists_every_endpoint_with_an_example(client):
     assert set(_endpoints(client)) <= listed, sorted(set(_endpoints(client)) - listed)
 
 
-def test_a_light_request_is_answered_while_a_heavy_job_runs(app_url):
+def test_a_light_request_is_answered_while_a_heavy_job_runs(app_url, monkeypatch):
+    # The heavy job is held inside its second step until the light answer is back, so "while it
+    # runs" holds on any machine; had light requests queued behind heavy ones, the answer would
+    # never come and the hang guard would end the test. The seconds it takes are printed, not
+    # asserted (they are the machine's, see benchmarks.load).
+    from vision_core import style as vstyle
+    from vision_core.examples import EXAMPLES
+
+    running, release = threading.Event(), threading.Event()
+    step = vstyle._Run.step
+
+    def held_step(self, k):
+        if k == 2:
+            running.set()
+            release.wait(HANG_GUARD)
+        return step(self, k)
+
+    monkeypatch.setattr(vstyle._Run, "step", held_step)
     heavy = Client(app_url, verbose=False)
     endpoint = _endpoints(heavy)["/style_transfer"]
     args = _args("/style_transfer", endpoint)
     args[7], args[8] = 2000, 64  # steps, height: long enough to still run below
     job = heavy.submit(*args, api_name="/style_transfer")
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(str(o[2]).startswith("Step") for o in job.outputs()):
-        time.sleep(0.05)
-    light = Client(app_url, verbose=False)
-    start = time.perf_counter()
-    *_, summary = light.predict("astronaut", "xyxy", "pixels", api_name="/boxes_example")
-    seconds = time.perf_counter() - start
-    still_running = not job.done()
-    heavy.predict(api_name="/style_stop")
-    final = job.result(timeout=60)
-    assert still_running and seconds < 10, f"light request took {seconds:.1f} s"
+    try:
+        assert running.wait(HANG_GUARD), "the style transfer never started"
+        light = Client(app_url, verbose=False)
+        start = time.perf_counter()
+        *_, summary = light.submit("astronaut", "xyxy", "pixels", api_name="/boxes_example").result(
+            timeout=HANG_GUARD)
+        print(f"light request answered in {time.perf_counter() - start:.2f} s beside the heavy job")
+        assert not job.done() and summary == EXAMPLES["astronaut"].caption
+    finally:
+        release.set()
+    assert heavy.predict(api_name="/style_stop") == "Stopping before the next step…"
+    final = job.result(timeout=HANG_GUARD)
     assert str(final[2]).startswith("**Stopped.**")
 
 
@@ -105,10 +124,11 @@ def test_a_full_queue_says_busy_try_again():
     import gradio as gr
     from gradio_client.utils import QueueError
 
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
 
     def slow(x):
-        release.wait(30)
+        entered.set()
+        release.wait(HANG_GUARD)
         return x
 
     with gr.Blocks() as demo:
@@ -118,14 +138,19 @@ def test_a_full_queue_says_busy_try_again():
                                   quiet=True)
     try:
         clients = [Client(demo.local_url, verbose=False) for _ in range(3)]
+        # Each request is seen where it should be before the next is sent (no sleeps that a busy
+        # machine could outrun): the first holds the one slot, the second waits in the queue.
         running = clients[0].submit(1, api_name="/slow")
-        time.sleep(1.0)
+        assert entered.wait(HANG_GUARD), "the first request never started"
         waiting = clients[1].submit(2, api_name="/slow")
-        time.sleep(1.0)
+        deadline = time.time() + HANG_GUARD
+        while len(demo._queue) < 1 and time.time() < deadline:
+            time.sleep(0.01)
+        assert len(demo._queue) == 1, "the second request never reached the queue"
         with pytest.raises(QueueError, match=re.escape("Queue is full! Please try again.")):
             clients[2].predict(3, api_name="/slow")
         release.set()
-        assert running.result(timeout=30) == 1 and waiting.result(timeout=30) == 2
+        assert running.result(timeout=HANG_GUARD) == 1 and waiting.result(timeout=HANG_GUARD) == 2
     finally:
         release.set()
         demo.close()

@@ -5,7 +5,6 @@ into a temporary $VISION_LAB_DATA, and with no shipped checkpoint, whatever the 
 """
 
 import re
-import time
 from collections import OrderedDict
 
 import numpy as np
@@ -14,9 +13,10 @@ from gradio_client import handle_file
 from PIL import Image
 
 from panels import segmentation as S
-from tests.conftest import serving
+from tests.conftest import counting_steps, serving
 
 pytestmark = pytest.mark.app
+HANG_GUARD = 300  # seconds: only a hung job waits this long; what the tests check is counted in batches
 
 BOOK_Y = [[0, 0, 1], [0, 4, 6], [4, 12, 9]]  # d2l 14.10.1: trans_conv(X, K)
 TINY_SET = {"num_train": 8, "num_val": 4, "height": 128, "width": 192}
@@ -168,13 +168,21 @@ def test_train_streams_then_segment_uses_the_session_network(seg, tmp_path):
 
 
 def test_stop_ends_training(seg_url):
+    # Counted in batches, not seconds: no more than one batch may begin after Stop (the one
+    # whose check had just passed), however busy the machine.
+    from vision_core import fcn
+
     client = fresh(seg_url)
-    job = client.submit(S.MAX_EPOCHS, 2, 0.001, 8, "sgd", "64x96", api_name="/fcn_train")
-    deadline = time.time() + 60
-    while time.time() < deadline and not any("step" in (o[2] or "") for o in job.outputs()):
-        time.sleep(0.1)
-    assert client.predict(api_name="/fcn_stop") == "Stopping after the current batch…"
-    assert job.result(timeout=60)[2].startswith("**Stopped.**")
+    with counting_steps(fcn, "_train_step", S._stops) as batches:
+        job = client.submit(S.MAX_EPOCHS, 2, 0.001, 8, "sgd", "64x96", api_name="/fcn_train")
+        assert batches.first_done.wait(HANG_GUARD), "training never started"
+        assert client.predict(api_name="/fcn_stop") == "Stopping after the current batch…"
+        status = job.result(timeout=HANG_GUARD)[2]
+    assert status.startswith("**Stopped.**")
+    assert batches.after_stop <= 1, f"{batches.after_stop} batches began after Stop"
+    total = S.MAX_EPOCHS * 8 // 2
+    ran = int(re.search(rf"step (\d+)/{total}", status).group(1))
+    assert ran == batches.begun < total  # the status counts the batches that ran, every one of them
 
 
 def test_train_bad_settings(seg):

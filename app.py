@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 # Must happen before gradio is imported: it reads the variable at import time.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -69,7 +69,7 @@ demo = build_demo()
 I18N = translations()  # every English / Chinese pair the panels recorded while being built
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Vision Lab dashboard")
     parser.add_argument(
         "--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
@@ -94,7 +94,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"Vision Lab on {describe_device()}", flush=True)
     demo.launch(

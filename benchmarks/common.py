@@ -7,12 +7,12 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 
-def cpu_description(cpuinfo: Optional[str] = None) -> str:
+def cpu_description(cpuinfo: str | None = None) -> str:
     """``"AMD EPYC, 2 cores, AVX2 (no AVX-512)"``: the CPU's model, the cores this process may use,
     and the x86 vector extensions PyTorch's CPU kernels pick from (AVX-512's vectors are twice as
     wide as AVX2's). ``cpuinfo``: the text of ``/proc/cpuinfo`` (read here when None); where it
@@ -92,7 +92,7 @@ def print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
         print(line(r))
 
 
-def devices() -> List[torch.device]:
+def devices() -> list[torch.device]:
     out = [torch.device("cpu")]
     if torch.cuda.is_available():
         out.append(torch.device("cuda"))

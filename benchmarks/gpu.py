@@ -45,7 +45,8 @@ import traceback
 import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any
+from collections.abc import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPS = ROOT / ".gpu-deps"
@@ -63,12 +64,13 @@ from benchmarks import ssd as bench_ssd  # noqa: E402
 from benchmarks import style as bench_style  # noqa: E402
 from benchmarks.common import fmt_time, machine_line, time_once, timeit  # noqa: E402
 from vision_core import style as vstyle  # noqa: E402
-from vision_core.bananas import load_bananas  # noqa: E402
+from vision_core.models import style_networks  # noqa: E402
+from vision_core.data.bananas import load_bananas  # noqa: E402
 from vision_core.device import describe_device, resolve_device  # noqa: E402
 from vision_core.examples import load_content_photo, load_style_image  # noqa: E402
 from vision_core.fcn import FCN, predict_fcn, train_fcn  # noqa: E402
 from vision_core.ssd import TinySSD, evaluate_ssd, predict, train_ssd  # noqa: E402
-from vision_core.voc import synthetic_voc_dir  # noqa: E402
+from vision_core.data.voc_synthetic import synthetic_voc_dir  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -116,16 +118,16 @@ class Row:
     """One benchmark row: ours against a baseline on the same workload, device and run."""
 
     workload: str
-    ours_s: Optional[float]
+    ours_s: float | None
     baseline: str = ""
-    baseline_s: Optional[float] = None
+    baseline_s: float | None = None
     bar: str = ""
-    met: Optional[bool] = None
+    met: bool | None = None
     note: str = ""
-    metrics: Dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
-    def ratio(self) -> Optional[float]:
+    def ratio(self) -> float | None:
         if self.ours_s and self.baseline_s:
             return self.baseline_s / self.ours_s
         return None
@@ -137,11 +139,11 @@ class Report:
     def __init__(self, device: torch.device, sizes: Sizes, quick: bool):
         self.device, self.sizes, self.quick = device, sizes, quick
         self.judge_bars = device.type == "cuda" and not quick
-        self.checks: List[Dict[str, str]] = []
-        self.rows: List[Row] = []
-        self.errors: List[str] = []
+        self.checks: list[dict[str, str]] = []
+        self.rows: list[Row] = []
+        self.errors: list[str] = []
 
-    def check(self, name: str, fn: Callable[[], Optional[str]]) -> None:
+    def check(self, name: str, fn: Callable[[], str | None]) -> None:
         start = time.perf_counter()
         try:
             status, detail = "pass", fn() or ""
@@ -184,7 +186,7 @@ class Report:
         lines += [f"| {_row_cells(r, self.device)} |" for r in self.rows]
         return "\n".join(lines) + "\n"
 
-    def as_json(self, header: Dict[str, Any]) -> Dict[str, Any]:
+    def as_json(self, header: dict[str, Any]) -> dict[str, Any]:
         rows = [{**asdict(r), "ratio": r.ratio} for r in self.rows]
         return {**header, "ok": self.ok, "checks": self.checks, "benchmarks": rows, "errors": self.errors}
 
@@ -401,7 +403,7 @@ def _style_inputs():
 
 def _style_taps():
     torch.manual_seed(0)
-    return vstyle.vgg19_taps(None)  # random weights: the arithmetic, not the picture, is checked
+    return style_networks.vgg19_taps(None)  # random weights: the arithmetic, not the picture, is checked
 
 
 def check_style_graph(device: torch.device) -> str:
@@ -516,8 +518,8 @@ def check_ddp(device: torch.device, sizes: Sizes) -> str:
                    "processes on one GPU)")
     voc = _voc_dir(sizes)
     with tempfile.TemporaryDirectory() as reports:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "vision_core.fcn",
-                   "--voc-dir", str(voc), "--crop", "64", "96", "--epochs", "1", "--batch-size", "8",
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "vision_core", "train",
+                   "fcn", "--voc-dir", str(voc), "--crop", "64", "96", "--epochs", "1", "--batch-size", "8",
                    "--backbone", "none", "--device", "cuda", "--report-dir", reports]
         out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
@@ -559,7 +561,7 @@ def rows_multibox(report: Report, d2l) -> Iterator[Row]:
                       "d2l", None if d2l is None else (lambda: d2l.nms(boxes, scores, 0.5)), sizes.repeat)
 
 
-def _versus(workload: str, device: torch.device, ours: Callable, name: str, baseline: Optional[Callable],
+def _versus(workload: str, device: torch.device, ours: Callable, name: str, baseline: Callable | None,
             repeat: int, warmup: int = 2) -> Row:
     t_ours = timeit(ours, device, repeat=max(repeat, 1), warmup=warmup)
     if baseline is None:
@@ -629,7 +631,7 @@ def rows_style(report: Report) -> Iterator[Row]:
     """Style transfer: eager / CUDA graph / graph + bf16 against the book's loop, PSNR against eager."""
     device, sizes = report.device, report.sizes
     content, style = _style_inputs() if report.quick else (load_content_photo("chelsea"), load_style_image("mosaic"))
-    path = vstyle.find_vgg19_imagenet()
+    path = style_networks.find_vgg19_imagenet()
     state = torch.load(path, map_location="cpu", weights_only=True) if path is not None else None
     note = "" if state is not None else "VGG-19 with random weights: the step's time does not depend on them"
     steps, shape = sizes.style_steps, sizes.style_shape
@@ -643,7 +645,7 @@ def rows_style(report: Report) -> Iterator[Row]:
                                                                                                  amp=True))]
     reference = None
     for name, kwargs in variants:
-        taps = vstyle.vgg19_taps(state) if state is not None else _style_taps()
+        taps = style_networks.vgg19_taps(state) if state is not None else _style_taps()
         bench_style._ours(content, style, taps, warm, shape, device, **kwargs)
         seconds, first, image = bench_style._ours(content, style, taps, steps, shape, device, **kwargs)
         psnr = None if reference is None else bench_style._psnr(image, reference)
@@ -681,12 +683,12 @@ def run(device: torch.device, quick: bool) -> Report:
     return report
 
 
-def _header(device: torch.device, quick: bool, seconds: float) -> Dict[str, Any]:
+def _header(device: torch.device, quick: bool, seconds: float) -> dict[str, Any]:
     return {"machine": machine_line(), "device": describe_device(device), "torch": torch.__version__,
             "cuda": torch.version.cuda, "quick": quick, "seconds": round(seconds, 1)}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default: cuda when there is one)")
     parser.add_argument("--quick", action="store_true", help="small workloads: the same code paths in seconds")

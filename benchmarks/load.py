@@ -18,7 +18,6 @@ import statistics
 import threading
 import time
 from collections import defaultdict
-from typing import Dict, List
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -42,7 +41,7 @@ def _light_calls(client, photo, banana):
     ]
 
 
-def _percentile(values: List[float], q: float) -> float:
+def _percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
@@ -62,7 +61,7 @@ def main() -> None:
 
     import app
     from tests.conftest import free_port
-    from vision_core.bananas import generate_bananas, read_bananas
+    from vision_core.data.bananas import generate_bananas, read_bananas
     from vision_core.examples import load_example
 
     app.demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
@@ -74,8 +73,8 @@ def main() -> None:
     generate_bananas(folder, num_train=1, num_val=1)
     Image.fromarray(read_bananas(folder, "val")[0][0].permute(1, 2, 0).numpy()).save(banana)
 
-    times: Dict[str, List[float]] = defaultdict(list)
-    errors: List[str] = []
+    times: dict[str, list[float]] = defaultdict(list)
+    errors: list[str] = []
     lock = threading.Lock()
     stop_at = time.time() + args.seconds
 
@@ -116,7 +115,7 @@ def main() -> None:
 
     # Heavy jobs at once: one concurrency slot, so they queue; none may be lost.
     content = handle_file(photo)
-    outcomes: List[str] = [""] * args.heavy
+    outcomes: list[str] = [""] * args.heavy
 
     def heavy(k: int) -> None:
         client = Client(url, verbose=False)

@@ -21,8 +21,10 @@ import time
 import torch
 
 from benchmarks.common import devices, fmt_time, machine_line, print_table, timeit
-from vision_core.fcn import FCN, fcn_loss, predict_fcn, train_fcn
-from vision_core.voc import VOCSegDataset, synthetic_voc_dir
+from vision_core.fcn import predict_fcn, train_fcn
+from vision_core.models.fcn import FCN, fcn_loss
+from vision_core.data.voc import VOCSegDataset
+from vision_core.data.voc_synthetic import synthetic_voc_dir
 
 CROP = (320, 480)
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).reshape(3, 1, 1)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.ssd [--images N]
 
-Baseline: the book's training loop (fp32, ``d2l.multibox_target``, the book's ``cls_eval``/``bbox_eval`` (in vision_core.ssd: the d2l package lacks them) with their host syncs
+Baseline: the book's training loop (fp32, ``d2l.multibox_target``, the book's ``cls_eval``/``bbox_eval`` (in vision_core.models.tiny_ssd: the d2l package lacks them) with their host syncs
 for the metrics after every batch, a DataLoader over CPU tensors) on the same data and
 the same initial weights. Ours: ``vision_core.ssd.train_ssd`` (data on the device once,
 vectorised targets, metrics accumulated on the device, mixed precision and channels-last
@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import devices, fmt_time, machine_line, print_table, timeit
-from vision_core.bananas import load_bananas
-from vision_core.ssd import TinySSD, bbox_eval, calc_loss, cls_eval, predict, train_ssd
+from vision_core.data.bananas import load_bananas
+from vision_core.models.tiny_ssd import TinySSD, bbox_eval, calc_loss, cls_eval
+from vision_core.ssd import predict, train_ssd
 
 
 def _sync(device):

@@ -16,7 +16,7 @@ import time
 import torch
 
 from benchmarks.common import machine_line, print_table
-from vision_core.bananas import load_bananas
+from vision_core.data.bananas import load_bananas
 from vision_core.ssd import TinySSD, evaluate_ssd, train_ssd
 
 RECIPES = (("sgd", 0.2), ("adamw", 1e-3))  # the book's, and Adam's customary rate

@@ -18,7 +18,6 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Dict, List, Tuple
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -27,31 +26,36 @@ from benchmarks.common import fmt_time, machine_line, print_table  # noqa: E402
 HANG_GUARD = 600  # seconds: a job that has not started or stopped by then is reported, not waited for
 
 
-def _jobs(photo: str) -> Dict[str, Tuple[str, list, str, object, str, str]]:
-    """name -> (API name, arguments, Stop's API name, owner of the step function, its name, panel module)."""
+def _jobs(photo: str) -> dict[str, tuple[str, list, str, object, str, object]]:
+    """name -> (API name, arguments, Stop's API name, owner of the step function, its name, the panel's
+    StopFlags)."""
     from gradio_client import handle_file
 
+    import panels.segmentation.models as seg_models
+    import panels.ssd as ssd_panel
+    import panels.style as style_panel
     from vision_core import fcn, ssd
     from vision_core import style as vstyle
 
     image = handle_file(photo)
     return {
         "style": ("/style_transfer", [image, image, "efficientnet_lite0", 1.0, 4.0, 1.0, 0.1, 2000, 192, True,
-                                      1, 1, 1, 1, 1], "/style_stop", vstyle._Run, "step", "panels.style"),
-        "ssd": ("/ssd_train", [5, 32, 0.2, 1000, "sgd"], "/ssd_stop", ssd, "_train_step", "panels.ssd"),
-        "fcn": ("/fcn_train", [50, 4, 0.001, 100, "sgd", "64x96"], "/fcn_stop", fcn, "_train_step",
-                "panels.segmentation"),
+                                      1, 1, 1, 1, 1], "/style_stop", vstyle._Run, "step", style_panel._stops),
+        "ssd": ("/ssd_train", [5, 32, 0.2, 1000, "sgd"], "/ssd_stop", ssd._SSDEpochs, "train_batch",
+                ssd_panel.sessions.stops),
+        "fcn": ("/fcn_train", [50, 4, 0.001, 100, "sgd", "64x96"], "/fcn_stop", fcn._FCNEpochs, "train_batch",
+                seg_models.sessions.stops),
     }
 
 
-def _one_stop(url: str, api: str, args: list, stop_api: str, owner, step_name: str, panel) -> Tuple[float, int]:
+def _one_stop(url: str, api: str, args: list, stop_api: str, owner, step_name: str, stops) -> tuple[float, int]:
     """(seconds from the Stop call to the last frame, steps begun after Stop) of one run."""
     from gradio_client import Client
 
     from tests.conftest import counting_steps
 
     client = Client(url, verbose=False)
-    with counting_steps(owner, step_name, panel._stops) as steps:
+    with counting_steps(owner, step_name, stops) as steps:
         job = client.submit(*args, api_name=api)
         if not steps.first_done.wait(HANG_GUARD):
             raise RuntimeError(f"{api} did not start within {HANG_GUARD} s")
@@ -68,8 +72,6 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line())  # absolute times mean little without the machine they came from
 
-    import importlib
-
     from PIL import Image
 
     import app
@@ -81,14 +83,13 @@ def main() -> None:
     photo = os.path.join(tempfile.mkdtemp(), "chelsea.png")
     Image.fromarray(load_content_photo("chelsea")).save(photo)
     jobs = _jobs(photo)
-    rows: List[List[str]] = []
+    rows: list[list[str]] = []
     try:
         for name in [n.strip() for n in args.jobs.split(",") if n.strip()]:
-            api, job_args, stop_api, owner, step_name, panel_name = jobs[name]
-            panel = importlib.import_module(panel_name)
+            api, job_args, stop_api, owner, step_name, stops = jobs[name]
             seconds, after = [], []
             for _ in range(args.repeat):
-                s, a = _one_stop(app.demo.local_url, api, job_args, stop_api, owner, step_name, panel)
+                s, a = _one_stop(app.demo.local_url, api, job_args, stop_api, owner, step_name, stops)
                 seconds.append(s)
                 after.append(a)
             rows.append([f"{api} (then {stop_api})", str(args.repeat), fmt_time(statistics.median(seconds)),

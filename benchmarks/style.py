@@ -6,7 +6,7 @@ The baseline follows d2l 14.12's ``train`` as written: VGG-19's layers up to 28 
 weights trainable (so every step also computes weight gradients nobody uses), float32, Adam
 and StepLR on the synthesised image. Ours is ``vision_core.style.style_transfer``: the
 network frozen, the style Gram matrices computed once, and on CUDA channels-last, cuDNN
-autotuning and one step captured as a CUDA graph (optionally bfloat16 autocast). Both sides
+autotuning (for the run only) and one step captured as a CUDA graph (optionally bfloat16 autocast). Both sides
 run with PyTorch's default precision (cuDNN may use TF32 for convolutions).
 
 VGG-19's weights are random here when torchvision's file is not on the machine: the time of a
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import List, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,15 +29,28 @@ from torch import nn
 from benchmarks.common import fmt_time, machine_line, print_table, time_once
 from vision_core.device import describe_device
 from vision_core.examples import load_content_photo, load_style_image
-from vision_core.style import (BOOK_CONTENT_LAYERS, BOOK_STYLE_LAYERS, _vgg19_features, compute_loss,
-                               find_vgg19_imagenet, gram, load_style_network, postprocess, preprocess,
-                               style_transfer, vgg19_taps)
+from vision_core.models.style_networks import (
+    BOOK_CONTENT_LAYERS,
+    BOOK_STYLE_LAYERS,
+    FeatureTaps,
+    _vgg19_features,
+    find_vgg19_imagenet,
+    load_style_network,
+    vgg19_taps,
+)
+from vision_core.style import (
+    compute_loss,
+    gram,
+    postprocess,
+    preprocess,
+    style_transfer,
+)
 
 
 def book_style_transfer(content: np.ndarray, style: np.ndarray, net: nn.Sequential, steps: int,
-                        image_shape: Tuple[int, int], device: torch.device, lr: float = 0.3,
-                        lr_decay_epoch: int = 50, content_layers=BOOK_CONTENT_LAYERS,
-                        style_layers=BOOK_STYLE_LAYERS) -> np.ndarray:
+                        image_shape: tuple[int, int], device: torch.device, lr: float = 0.3,
+                        lr_decay_epoch: int = 50, content_layers: Sequence[int] = BOOK_CONTENT_LAYERS,
+                        style_layers: Sequence[int] = BOOK_STYLE_LAYERS) -> np.ndarray:
     """d2l 14.12's loop as the book runs it: ``net``'s weights not frozen, float32, a Python loop.
 
     Returns the final image (``uint8 [h, w, 3]``). The losses are vision_core's, which the tests
@@ -44,7 +58,7 @@ def book_style_transfer(content: np.ndarray, style: np.ndarray, net: nn.Sequenti
     """
     net = net.to(device)
 
-    def extract_features(X):
+    def extract_features(X: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         contents, styles = [], []
         for i in range(len(net)):
             X = net[i](X)
@@ -72,14 +86,15 @@ def book_style_transfer(content: np.ndarray, style: np.ndarray, net: nn.Sequenti
     return postprocess(X)
 
 
-def _book_net(state) -> nn.Sequential:
+def _book_net(state: Mapping[str, torch.Tensor] | None) -> nn.Sequential:
     features = _vgg19_features()
     if state is not None:
         features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
     return nn.Sequential(*list(features)[:max(BOOK_CONTENT_LAYERS + BOOK_STYLE_LAYERS) + 1])
 
 
-def _ours(content, style, taps, steps, shape, device, **kwargs) -> Tuple[float, float, np.ndarray]:
+def _ours(content: np.ndarray, style: np.ndarray, taps: FeatureTaps, steps: int, shape: tuple[int, int],
+          device: torch.device, **kwargs: Any) -> tuple[float, float | None, np.ndarray]:
     """(seconds in all, seconds to the first preview, final image) of one style_transfer run."""
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -109,7 +124,7 @@ def main() -> None:
     vgg_label = "VGG-19" + ("" if vgg_state is not None else " (random weights)")
     lite0, lite0_spec = load_style_network("efficientnet_lite0")
     lite0_settings = {k: v for k, v in lite0_spec.preset.items() if k not in ("steps", "image_shape")}
-    rows: List[List[str]] = []
+    rows: list[list[str]] = []
 
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:

@@ -21,7 +21,12 @@ from PIL import Image, ImageDraw
 from benchmarks.common import machine_line, print_table
 from vision_core import weights
 from vision_core.examples import load_content_photo, load_style_image
-from vision_core.style import LITE0_WEIGHTS, STYLE_NETWORKS, efficientnet_lite0_taps, style_transfer
+from vision_core.models.style_networks import (
+    LITE0_WEIGHTS,
+    STYLE_NETWORKS,
+    efficientnet_lite0_taps,
+)
+from vision_core.style import style_transfer
 
 SHAPE = (192, 288)
 PRESET = {k: v for k, v in STYLE_NETWORKS["efficientnet_lite0"].preset.items() if k not in ("steps", "image_shape")}
@@ -48,8 +53,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="steps per run (default: 300)")
     parser.add_argument("--out", default="docs/style-offline-comparison.png", help="where to write the picture")
     args = parser.parse_args()
-    print(machine_line())  # absolute times mean little without the machine they came from
     state = weights.load_state_dict(LITE0_WEIGHTS)
+    print(machine_line())  # the losses are deterministic on a CPU, but name the machine they came from
     content = load_content_photo("chelsea")
     rows, grid = [], []
     for style_name in STYLES:

@@ -1,4 +1,4 @@
-"""Dashboard panels: one module per tab. Each has TITLE, TAB_ID and build()."""
+"""Dashboard panels: one module (or package) per tab, each with TITLE, TITLE_ZH, TAB_ID and build()."""
 
 from . import anchors, boxes, regions, segmentation, ssd, style
 

@@ -8,7 +8,8 @@ non-maximum suppression (stepped), ending in the book's ``multibox_detection`` t
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -28,10 +29,10 @@ from vision_core.anchors import (
 from vision_core.boxes import box_iou, normalize_boxes
 from vision_core.examples import EXAMPLES, load_example
 
-from .box_table import parse_box_table
+from .box_table import BoxTable, parse_box_table
 from .common import (
     Checkbox, Dataframe, Dropdown, Number, SafeImage, Slider, Textbox, as_rgb_image, example_photo,
-    parse_floats, shows_errors,
+    parse_floats, rerun_on_picture_changes, shows_errors,
 )
 from .figures import FIGURE_HEIGHT, boxes_figure, color_for, draw_boxes
 from .i18n import bilingual, tr
@@ -76,7 +77,7 @@ INTRO_ZH = (
 _WHAT_ZH = {"ground truth": "真实边界框", "anchors": "锚框", "predictions": "预测"}
 
 
-def _photo(image: Optional[np.ndarray]) -> np.ndarray:
+def _photo(image: np.ndarray | None) -> np.ndarray:
     return load_example("astronaut") if image is None else as_rgb_image(image, "photo")
 
 
@@ -88,25 +89,15 @@ def anchors_at(fmap_h: int, fmap_w: int, sizes: Sequence[float], ratios: Sequenc
     return multibox_prior(data, sizes=list(sizes), ratios=list(ratios)).reshape(fmap_h, fmap_w, -1, 4)
 
 
-def _check_fmap(fmap_h: Any, fmap_w: Any) -> tuple:
-    try:
-        h, w = int(fmap_h), int(fmap_w)
-    except (TypeError, ValueError):
-        raise ValueError(bilingual("feature map height and width must be whole numbers", "特征图的高和宽必须是整数")) from None
-    if not (1 <= h <= 256 and 1 <= w <= 256):
-        raise ValueError(bilingual(f"feature map height and width must be in 1..256, got {h} x {w}",
-                                    f"特征图的高和宽必须在 1..256 之间，收到 {h} x {w}"))
-    return h, w
-
-
 @shows_errors
-def render_anchor_boxes(image, fmap_h, fmap_w, sizes_text, ratios_text, cell_row, cell_col, tinyssd):
+def render_anchor_boxes(image: np.ndarray | None, fmap_h: float, fmap_w: float, sizes_text: str, ratios_text: str,
+                        cell_row: float, cell_col: float, tinyssd: bool) -> tuple[np.ndarray, pd.DataFrame, str]:
     """The n + m - 1 anchors centred on one feature-map cell, drawn over the photo.
 
     Returns the annotated photo, the anchors' table and a summary with the anchor counts.
     """
     rgb = _photo(image)
-    h, w = _check_fmap(fmap_h, fmap_w)
+    h, w = int(fmap_h), int(fmap_w)  # 1..64, bound by their sliders
     sizes = parse_floats(sizes_text, "sizes", 0, 1)
     ratios = parse_floats(ratios_text, "ratios", 0, 10)
     row, col = min(max(int(cell_row), 0), h - 1), min(max(int(cell_col), 0), w - 1)
@@ -142,9 +133,9 @@ def render_anchor_boxes(image, fmap_h, fmap_w, sizes_text, ratios_text, cell_row
     return drawn, table, summary
 
 
-def click_to_cell(image, fmap_h, fmap_w, evt: gr.SelectData):
+def click_to_cell(image: np.ndarray | None, fmap_h: float, fmap_w: float, evt: gr.SelectData) -> tuple[int, int]:
     """Map a click on the photo (pixel x, y) to the feature-map cell under it."""
-    h, w = _check_fmap(fmap_h, fmap_w)
+    h, w = int(fmap_h), int(fmap_w)
     rgb_h, rgb_w = np.asarray(image).shape[:2] if image is not None else (512, 512)
     x, y = evt.index[0], evt.index[1]
     return min(int(y * h / rgb_h), h - 1), min(int(x * w / rgb_w), w - 1)
@@ -152,7 +143,7 @@ def click_to_cell(image, fmap_h, fmap_w, evt: gr.SelectData):
 
 # --- labelling ---------------------------------------------------------------------------------
 
-def _boxes_from_table(table, size, what):
+def _boxes_from_table(table: Any, size: tuple[int, int], what: str) -> BoxTable:
     parsed = parse_box_table(table, "xyxy", "pixels", size)
     bad = [p for p in parsed.problems if not p.drawn]
     if bad:
@@ -163,8 +154,9 @@ def _boxes_from_table(table, size, what):
     return parsed
 
 
-def _iou_heatmap(iou: np.ndarray, anchor_names, gt_names, highlight=None, discarded_rows=(), discarded_cols=(),
-                 marks=()):
+def _iou_heatmap(iou: np.ndarray, anchor_names: Sequence[str], gt_names: Sequence[str],
+                 highlight: tuple[int, int] | None = None, discarded_rows: Sequence[int] = (),
+                 discarded_cols: Sequence[int] = (), marks: Sequence[tuple[int, int]] = ()) -> go.Figure:
     """The anchors x ground-truth IoU matrix; discarded rows and columns greyed over, not hidden.
 
     ``highlight`` (row, col) gets a red frame (the greedy pick), ``marks`` green frames
@@ -190,7 +182,7 @@ def _iou_heatmap(iou: np.ndarray, anchor_names, gt_names, highlight=None, discar
     return fig
 
 
-def _label_frame(steps, k: int, anchors: Sequence[str], gts: Sequence[str]):
+def _label_frame(steps: Sequence[Any], k: int, anchors: Sequence[str], gts: Sequence[str]) -> tuple[Any, ...]:
     """What the first ``k`` steps have done: (assignment, greedy pick, greyed rows, greyed columns,
     threshold assignments, text)."""
     if k == 0:
@@ -212,15 +204,13 @@ def _label_frame(steps, k: int, anchors: Sequence[str], gts: Sequence[str]):
 
 
 @shows_errors
-def render_labelling(image, gt_table, anchor_table, threshold, step):
+def render_labelling(image: np.ndarray | None, gt_table: Any, anchor_table: Any, threshold: float,
+                     step: float) -> tuple[go.Figure, go.Figure, pd.DataFrame, str, dict[str, Any]]:
     """Anchors labelled against ground truth: the drawing, the IoU heatmap at ``step``, the offsets table."""
     rgb = _photo(image)
     size = rgb.shape[:2]
     gt = _boxes_from_table(gt_table, size, "ground truth")
     anc = _boxes_from_table(anchor_table, size, "anchors")
-    if not (0 <= float(threshold) <= 1):
-        raise ValueError(bilingual(f"IoU threshold must be in [0, 1], got {threshold}",
-                                   f"交并比阈值必须在 [0, 1] 内，收到 {threshold}"))
     gt_n = normalize_boxes(gt.corners_px.float(), size)
     anc_n = normalize_boxes(anc.corners_px.float(), size)
     iou = box_iou(anc_n, gt_n).numpy()
@@ -250,7 +240,7 @@ def render_labelling(image, gt_table, anchor_table, threshold, step):
 
 # --- non-maximum suppression -------------------------------------------------------------------
 
-def _predictions(table, size):
+def _predictions(table: Any, size: tuple[int, int]) -> tuple[BoxTable, torch.Tensor]:
     """Boxes and class probabilities from rows [x1, y1, x2, y2, p(class 1), p(class 2)]."""
     rows = [list(r) for r in (table.values.tolist() if hasattr(table, "values") else table or [])]
     boxes_rows = [["", *r[:4]] for r in rows]
@@ -272,13 +262,11 @@ def _predictions(table, size):
 
 
 @shows_errors
-def render_nms(image, pred_table, threshold, step):
+def render_nms(image: np.ndarray | None, pred_table: Any, threshold: float,
+               step: float) -> tuple[go.Figure, pd.DataFrame, str, dict[str, Any]]:
     """NMS at ``step``: kept / suppressed / current colouring, and the final detection table."""
     rgb = _photo(image)
     size = rgb.shape[:2]
-    if not (0 <= float(threshold) <= 1):
-        raise ValueError(bilingual(f"IoU threshold must be in [0, 1], got {threshold}",
-                                   f"交并比阈值必须在 [0, 1] 内，收到 {threshold}"))
     parsed, cls_probs = _predictions(pred_table, size)
     boxes_n = normalize_boxes(parsed.corners_px.float(), size)
     conf, cls = cls_probs[1:].max(0)
@@ -305,10 +293,10 @@ def render_nms(image, pred_table, threshold, step):
     return fig, table, f"**Step {k} of {len(steps)}.** {text}", gr.update(maximum=len(steps), value=k)
 
 
-def play_steps(render):
+def play_steps(render: Callable[..., tuple]) -> Callable[..., Iterator[tuple]]:
     """A generator function that streams ``render(*args, step)`` for step 0, 1, ... to the last."""
 
-    def play(*args):
+    def play(*args: Any) -> Iterator[tuple]:
         outputs = render(*args, 0)
         yield outputs
         for k in range(1, outputs[-1]["maximum"] + 1):
@@ -324,12 +312,14 @@ play_nms = play_steps(render_nms)
 
 # --- layout ------------------------------------------------------------------------------------
 
-def _table(value, headers, elem_id, label, datatype=None):
+def _table(value: list[list[Any]], headers: list[str], elem_id: str, label: str,
+           datatype: list[str] | None = None) -> gr.Dataframe:
     return Dataframe(value=value, headers=headers, datatype=datatype or ["str"] + ["number"] * (len(headers) - 1),
                         type="array", interactive=True, label=label, elem_id=elem_id)
 
 
-def _stepping_controls(threshold_label: str, max_steps: int, prefix: str, photo0: np.ndarray):
+def _stepping_controls(threshold_label: str, max_steps: int, prefix: str,
+                       photo0: np.ndarray) -> tuple[gr.Slider, gr.Slider, gr.Button, gr.Image]:
     """Threshold slider, step slider with a Play button, and a photo upload."""
     threshold = Slider(0, 1, value=0.5, step=0.05, label=threshold_label)
     with gr.Row():
@@ -340,7 +330,9 @@ def _stepping_controls(threshold_label: str, max_steps: int, prefix: str, photo0
     return threshold, step, play, photo
 
 
-def _wire_stepping(render, player, inputs, outputs, tables, threshold, step, play, photo, api_name: str):
+def _wire_stepping(render: Callable[..., tuple], player: Callable[..., Iterator[tuple]], inputs: list[Any],
+                   outputs: list[Any], tables: Sequence[gr.Dataframe], threshold: gr.Slider, step: gr.Slider,
+                   play: gr.Button, photo: gr.Image, api_name: str) -> None:
     """Re-render on any edit; the step slider and Play are the section's API endpoints."""
     step.input(render, inputs, outputs, api_name=api_name, trigger_mode="always_last")
     threshold.input(render, inputs, outputs, api_visibility="private", trigger_mode="always_last")
@@ -391,12 +383,8 @@ def build() -> None:
             for control in (sizes, ratios):  # on Enter or leaving the box, not on every keystroke
                 control.submit(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
                 control.blur(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
-            for control in (cell_row, cell_col):
-                control.input(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private",
-                              trigger_mode="always_last")
-            ab_photo.upload(render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
-            ab_example.input(example_photo, ab_example, ab_photo, api_visibility="private").then(
-                render_anchor_boxes, ab_inputs, ab_outputs, api_visibility="private")
+            rerun_on_picture_changes(render_anchor_boxes, ab_inputs, ab_outputs, ab_photo, ab_example, example_photo,
+                                     controls=[cell_row, cell_col])
             ab_view.select(click_to_cell, [ab_photo, fmap_h, fmap_w], [cell_row, cell_col],
                            api_visibility="private").then(render_anchor_boxes, ab_inputs, ab_outputs,
                                                           api_visibility="private")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+from vision_core._checks import check_choice
 from vision_core.boxes import BOX_FORMATS, box_convert, denormalize_boxes, normalize_boxes
 
 from .i18n import bilingual
@@ -52,25 +54,22 @@ class BoxTable:
 
     fmt: str
     units: str
-    rows: List[int] = field(default_factory=list)  # 1-based numbers of usable rows
-    labels: List[str] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)  # 1-based numbers of usable rows
+    labels: list[str] = field(default_factory=list)
     boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.float64))  # [K, 4]
     corners_px: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.float64))  # [K, 4]
     clipped: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [K]
-    problems: List[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 def check_format(fmt: str, units: str) -> None:
-    """Raise ValueError unless ``fmt`` and ``units`` are known."""
-    if fmt not in BOX_FORMATS:
-        raise ValueError(bilingual(f"format must be one of {', '.join(BOX_FORMATS)}, got {fmt!r}",
-                                    f"格式必须是 {', '.join(BOX_FORMATS)} 之一，收到 {fmt!r}"))
-    if units not in UNITS:
-        raise ValueError(bilingual(f"units must be one of {', '.join(UNITS)}, got {units!r}",
-                                    f"单位必须是 {', '.join(UNITS)} 之一，收到 {units!r}"))
+    """Raise vision_core's ArgumentError unless ``fmt`` and ``units`` are known (for callers outside the
+    page, whose radios bind both)."""
+    check_choice(fmt, "format", BOX_FORMATS)
+    check_choice(units, "units", UNITS)
 
 
-def table_rows(table: Any) -> List[list]:
+def table_rows(table: Any) -> list[list[Any]]:
     """Rows of a Gradio Dataframe value (pandas, dict with 'data', or list of lists)."""
     if table is None:
         return []
@@ -92,13 +91,13 @@ def _blank(cell: Any) -> bool:
     return isinstance(cell, str) and cell.strip() == ""
 
 
-def _blank_row(row: list) -> bool:
+def _blank_row(row: list[Any]) -> bool:
     # pandas turns an empty number cell into NaN, so a row of nothing but blanks and NaNs
     # is an empty row (the table's spare line), not four NaN values to flag.
     return _blank(row[0]) and all(_blank(c) or (isinstance(c, float) and math.isnan(c)) for c in row[1:])
 
 
-def _parse_cell(cell: Any, column: str) -> Tuple[float, str]:
+def _parse_cell(cell: Any, column: str) -> tuple[float, str]:
     """(value, "") for a number, (nan, reason) otherwise."""
     if _blank(cell):
         return math.nan, f"{column} is empty"
@@ -198,7 +197,7 @@ def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int])
 
 
 def convert_table(table: Any, fmt_from: str, fmt_to: str, units_from: str, units_to: str,
-                  image_size: Sequence[int]) -> List[list]:
+                  image_size: Sequence[int]) -> list[list[Any]]:
     """Rewrite the table's numeric rows from one format/units to another.
 
     Rows that do not parse as four finite numbers are left exactly as typed, so switching

@@ -6,11 +6,13 @@ comes from ``vision_core.boxes``.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import gradio as gr
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import torch
 
 from vision_core.boxes import BOX_FORMATS, box_convert, normalize_boxes
@@ -28,7 +30,7 @@ from .box_table import (
 )
 from .common import Dataframe, Dropdown, Radio, SafeImage, as_rgb_image, shows_errors
 from .figures import boxes_figure, color_for
-from .i18n import bilingual, tr
+from .i18n import tr
 
 TITLE = "Boxes"
 TITLE_ZH = "边界框"
@@ -50,35 +52,34 @@ INTRO_ZH = """\
 """
 
 
-def headers(fmt: str) -> List[str]:
+def headers(fmt: str) -> list[str]:
+    """The table's column names in ``fmt``."""
     return ["label", *FORMAT_COLUMNS[fmt]]
 
 
 def example_table(name: str, fmt: str, units: str) -> pd.DataFrame:
     """The example's preset boxes, rewritten in ``fmt`` and ``units``."""
-    if name not in EXAMPLES:
-        raise ValueError(bilingual(f"example must be one of {', '.join(EXAMPLES)}, got {name!r}",
-                                    f"示例必须是 {', '.join(EXAMPLES)} 之一，收到 {name!r}"))
     image_size = load_example(name).shape[:2]
     rows = [list(b) for b in EXAMPLES[name].boxes]
     return pd.DataFrame(convert_table(rows, "xyxy", fmt, "pixels", units, image_size), columns=headers(fmt))
 
 
 @shows_errors
-def choose_example(name: str, fmt: str, units: str) -> Tuple[np.ndarray, pd.DataFrame, str]:
+def choose_example(name: str, fmt: str, units: str) -> tuple[np.ndarray, pd.DataFrame, str]:
     """Load an offline example photo and its preset boxes."""
     return load_example(name), example_table(name, fmt, units), EXAMPLES[name].caption
 
 
 @shows_errors
-def switch_format(table: Any, image: Optional[np.ndarray], old_fmt: str, fmt: str, old_units: str, units: str):
+def switch_format(table: Any, image: np.ndarray | None, old_fmt: str, fmt: str, old_units: str,
+                  units: str) -> tuple[pd.DataFrame, str, str]:
     """Rewrite the table when the format or units change, so the boxes themselves stay put."""
     size = _image_size(image)
     rows = convert_table(table, old_fmt, fmt, old_units, units, size)
     return pd.DataFrame(rows, columns=headers(fmt)), fmt, units
 
 
-def _image_size(image: Optional[np.ndarray]) -> Tuple[int, int]:
+def _image_size(image: np.ndarray | None) -> tuple[int, int]:
     return BLANK_SIZE if image is None else tuple(np.asarray(image).shape[:2])
 
 
@@ -99,7 +100,7 @@ def _round_trip_errors(parsed: BoxTable) -> str:
     return f"Round trip in float32, max |Δ| {unit}: " + "; ".join(parts)
 
 
-def _converted_tables(parsed: BoxTable, image_size) -> List[pd.DataFrame]:
+def _converted_tables(parsed: BoxTable, image_size: Sequence[int]) -> list[pd.DataFrame]:
     corners = parsed.corners_px
     if parsed.units == "normalised":
         corners = normalize_boxes(corners, image_size)
@@ -115,7 +116,8 @@ def _converted_tables(parsed: BoxTable, image_size) -> List[pd.DataFrame]:
 
 
 @shows_errors
-def render_boxes(image: Optional[np.ndarray], table: Any, fmt: str, units: str):
+def render_boxes(image: np.ndarray | None, table: Any, fmt: str,
+                 units: str) -> tuple[go.Figure, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
     """Draw the table's good rows over the photo and list the converted boxes and bad rows.
 
     Returns the figure, the boxes in xyxy / cxcywh / xywh, the flagged rows and a summary.

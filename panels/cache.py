@@ -13,13 +13,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Set, Tuple
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 MAX_CACHE_BYTES = 512 * 1024 * 1024
 MAX_CACHE_AGE = 3600.0  # seconds: an upload or a result older than this is deleted
 TRIM_INTERVAL = 30.0  # seconds
 
-_protected: Set[Path] = set()
+_protected: set[Path] = set()
 _started = threading.Event()
 
 
@@ -30,7 +31,7 @@ def cache_dir() -> Path:
     return Path(get_upload_folder())
 
 
-def _files(folder: Path):
+def _files(folder: Path) -> Iterator[tuple[float, int, Path]]:
     for path in folder.rglob("*"):
         try:
             if path.is_file():
@@ -40,14 +41,14 @@ def _files(folder: Path):
             pass
 
 
-def cache_size(folder: Optional[Path] = None, keep: Iterable[Path] = ()) -> int:
+def cache_size(folder: Path | None = None, keep: Iterable[Path] = ()) -> int:
     """Bytes of the files under ``folder`` (default: Gradio's cache), the ``keep`` ones left out."""
     keep = set(keep)
     return sum(size for _, size, path in _files(Path(folder or cache_dir())) if path not in keep)
 
 
-def trim_cache(max_bytes: int = MAX_CACHE_BYTES, folder: Optional[Path] = None, keep: Optional[Iterable[Path]] = None,
-               max_age: Optional[float] = MAX_CACHE_AGE) -> Tuple[int, int]:
+def trim_cache(max_bytes: int = MAX_CACHE_BYTES, folder: Path | None = None, keep: Iterable[Path] | None = None,
+               max_age: float | None = MAX_CACHE_AGE) -> tuple[int, int]:
     """Delete files older than ``max_age`` seconds, then the oldest until the rest (``keep`` left out)
     holds at most ``max_bytes``. Returns (files deleted, bytes left)."""
     folder = Path(folder or cache_dir())
@@ -88,11 +89,12 @@ def start_trimming(max_bytes: int = MAX_CACHE_BYTES, interval: float = TRIM_INTE
 def make_image_writes_atomic() -> None:
     """Make Gradio write each cached picture once, atomically.
 
-    Gradio 6.31 names a returned picture by the hash of its bytes and writes it in place each
-    time, so two visitors getting the same picture rewrite the same file, and one of them can
-    be served the half-written file (measured: benchmarks/load.py, 20 users, about 1 call in
-    700). The bytes of a hash never change, so an existing file is kept and a new one is
-    written to a temporary name and renamed into place.
+    Gradio 6.31 (docs/ARCHITECTURE.md, "Gradio facts the code relies on") names a returned picture
+    by the hash of its bytes and writes it in place each time, so two visitors getting the same
+    picture rewrite the same file, and one of them can be served the half-written file
+    (measured: benchmarks/load.py, 20 users, about 1 call in 700). The bytes of a hash never
+    change, so an existing file is kept and a new one is written to a temporary name and
+    renamed into place.
     """
     import os
 
@@ -101,7 +103,7 @@ def make_image_writes_atomic() -> None:
     if getattr(processing_utils.save_pil_to_cache, "vision_lab_atomic", False):
         return
 
-    def save_pil_to_cache(img, cache_dir, name="image", format="webp"):
+    def save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", format: str = "webp") -> str:
         data = processing_utils.encode_pil_to_bytes(img, format)
         folder = Path(cache_dir) / processing_utils.hash_bytes(data)
         folder.mkdir(exist_ok=True, parents=True)

@@ -1,14 +1,15 @@
-"""Shared by the panels: images from uploads, errors shown as gr.Error, Stop flags, and the
-measured pace of a streamed job (time per step, time left)."""
+"""What every panel shares: checked input components, images from uploads, errors shown as
+gr.Error in both languages, out-of-memory handling, and the per-session Stop flags."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import inspect
 import threading
-import time
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -31,34 +32,49 @@ _NAMES_ZH = {
 }
 
 
-def session_of(request: Optional[gr.Request]) -> str:
+def session_of(request: gr.Request | None) -> str:
     """The browser session of a request (``"api"`` for calls without one)."""
     return getattr(request, "session_hash", None) or "api"
 
 
 class StopFlags:
-    """One Stop flag per browser session for a panel's long job (DESIGN.md: Gradio's ``cancels=``
-    leaves red "Error" labels, so Stop sets a flag the job checks every step)."""
+    """One Stop flag per browser session for a panel's long job (docs/ARCHITECTURE.md, "Streaming and
+    Stop": Gradio's ``cancels=`` leaves red "Error" labels, so Stop sets a flag the job checks every step).
 
-    def __init__(self):
-        self._flags: Dict[str, threading.Event] = {}
+    A flag belongs to a running job: it is made when the job starts and dropped when it ends,
+    whatever else the session keeps (its trained network, say).
 
-    def start(self, request: Optional[gr.Request]) -> threading.Event:
+    Args:
+        stopping: what the Stop button answers while the session runs a job.
+        idle: what it answers when the session runs nothing.
+    """
+
+    def __init__(self, stopping: str, idle: str) -> None:
+        self.stopping, self.idle = stopping, idle
+        self._flags: dict[str, threading.Event] = {}
+
+    def start(self, request: gr.Request | None) -> threading.Event:
         """A fresh flag for this session's new job (replacing an older one)."""
         flag = threading.Event()
         self._flags[session_of(request)] = flag
         return flag
 
-    def finish(self, request: Optional[gr.Request], flag: threading.Event) -> None:
+    def finish(self, request: gr.Request | None, flag: threading.Event) -> None:
         """Forget ``flag`` when its job ends (unless a newer job of the session replaced it)."""
         session = session_of(request)
         if self._flags.get(session) is flag:
             del self._flags[session]
 
-    def forget(self, session: str) -> None:
-        self._flags.pop(session, None)
+    @contextlib.contextmanager
+    def running(self, request: gr.Request | None) -> Iterator[threading.Event]:
+        """The flag of a job that runs inside the ``with`` block, forgotten when the block ends."""
+        flag = self.start(request)
+        try:
+            yield flag
+        finally:
+            self.finish(request, flag)
 
-    def stop(self, request: Optional[gr.Request]) -> bool:
+    def stop(self, request: gr.Request | None) -> bool:
         """Set this session's flag; False when it runs nothing."""
         flag = self._flags.get(session_of(request))
         if flag is None:
@@ -66,58 +82,10 @@ class StopFlags:
         flag.set()
         return True
 
-
-def _duration(seconds: float) -> str:
-    """A measured time as a reader rounds it: ``"850 ms"``, ``"4.2 s"``, ``"42 s"``, ``"3 min"``, ``"1 h 5 min"``."""
-    if seconds < 1:
-        return f"{seconds * 1e3:.0f} ms"
-    if seconds < 9.95:
-        return f"{seconds:.1f} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"
-
-
-def pace_text(done: int, total: int, elapsed: float, unit: str = "step", since: int = 0) -> str:
-    """``"161 ms/step · about 42 s left"``: the pace of a job measured in this run, and its time left.
-
-    Steps ``since + 1 .. done`` took ``elapsed`` seconds; the ``total - done`` steps still to run
-    are assumed to take their mean each. No time is promised ahead of the run (a machine's speed
-    is not known before it works), so before a step is timed the text is empty; once the job is
-    at its end (``done >= total``) only the pace is given.
-    """
-    timed = done - since
-    if timed <= 0 or not elapsed > 0:
-        return ""
-    each = elapsed / timed
-    text = f"{_duration(each)}/{unit}"
-    left = total - done
-    return f"{text} · about {_duration(left * each)} left" if left > 0 else text
-
-
-class Pace:
-    """The pace of one streamed job, for its status line: ``pace(record.step, record.total)``.
-
-    Timed from the job's first record, so loading and the first step's warm-up are left out;
-    everything after it counts (a training's evaluation after each epoch too), so the time left
-    is what the rest of the job takes at the pace so far. On the job's last record (``done=True``,
-    finished or stopped) only the pace is given.
-    """
-
-    def __init__(self, unit: str = "step", clock: Callable[[], float] = time.perf_counter):
-        self.unit, self._clock = unit, clock
-        self._origin: Optional[tuple] = None  # (step, time) of the first record
-
-    def __call__(self, step: int, total: int, done: bool = False) -> str:
-        now = self._clock()
-        if self._origin is None:
-            self._origin = (step, now)
-            return ""
-        first, start = self._origin
-        return pace_text(step, step if done else total, now - start, self.unit, since=first)
+    def press(self, request: gr.Request | None) -> str:
+        """The Stop button: set this session's flag and say so (``self.stop`` looked up per call,
+        so a test may count what it does)."""
+        return self.stopping if self.stop(request) else self.idle
 
 
 def _zh(name: str) -> str:
@@ -166,6 +134,18 @@ def as_rgb_image(value: Any, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, str]:
+    """``uint8 [H, W, 3]`` shrunk (bilinear) so its longer side is at most ``max_side``, and a note
+    for the summary saying so (``""`` when it already fits)."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb, ""
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    return small, f" (downscaled from {w} × {h} px: at most {max_side} px a side here)"
+
+
 class SafeImage(gr.Image):
     """``gr.Image`` whose upload decoding errors become a clear message instead of Gradio's generic one.
 
@@ -176,7 +156,7 @@ class SafeImage(gr.Image):
 
     is_template = True
 
-    def preprocess(self, payload):
+    def preprocess(self, payload: Any) -> Any:
         try:
             return super().preprocess(payload)
         except gr.Error:
@@ -207,32 +187,45 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _converting(fn: Callable, catch: type[BaseException], convert: Callable[[BaseException], gr.Error]) -> Callable:
+    """``fn`` (a function or a generator function) with ``catch`` errors raised as ``convert(err)``;
+    a gr.Error passes unchanged."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except catch as err:
+                raise convert(err) from None
+        return generator
+
+    @functools.wraps(fn)
+    def function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except catch as err:
+            raise convert(err) from None
+    return function
+
+
+def _out_of_memory(err: BaseException) -> gr.Error:
+    _release_memory()
+    return gr.Error(OUT_OF_MEMORY)
+
+
 def handles_out_of_memory(fn: Callable) -> Callable:
     """Turn ``torch.OutOfMemoryError`` (CUDA's, raised by any step of ``fn``) into a clear message,
     after releasing the memory, so the next job succeeds. Works for functions and generator functions."""
     import torch
 
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def generator(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except torch.OutOfMemoryError:
-                _release_memory()
-                raise gr.Error(OUT_OF_MEMORY) from None
-        return generator
-
-    @functools.wraps(fn)
-    def function(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except torch.OutOfMemoryError:
-            _release_memory()
-            raise gr.Error(OUT_OF_MEMORY) from None
-    return function
+    return _converting(fn, torch.OutOfMemoryError, _out_of_memory)
 
 
-def _checked(base, kind_en: str, kind_zh: str):
+def _checked(base: type[gr.components.Component], kind_en: str, kind_zh: str) -> type:
     """``base`` (a Gradio input component) whose payload errors become a message naming the input.
 
     Gradio checks a value against the component (a slider's range, a radio's choices) before
@@ -244,14 +237,14 @@ def _checked(base, kind_en: str, kind_zh: str):
     class Checked(base):
         is_template = True
 
-        def _refuse(self, payload, err: Exception):
+        def _refuse(self, payload: Any, err: Exception) -> gr.Error:
             label_en, label_zh = english(self.label) or "input", chinese(self.label) or "输入"
             return gr.Error(bilingual(f"{label_en}: expected {kind_en}, got {str(payload)[:60]!r} "
                                       f"({type(err).__name__})",
                                       f"{label_zh}：需要{kind_zh}，收到 {str(payload)[:60]!r}"))
 
         @property
-        def data_model(self):
+        def data_model(self) -> Any:
             # Gradio validates a payload against the data model before preprocess(), outside the
             # try that words errors: a wrong type (a string for a table) is refused here instead.
             # Built once per component: Gradio reads this on every request.
@@ -264,7 +257,7 @@ def _checked(base, kind_en: str, kind_zh: str):
 
                 class Validated(model):
                     @classmethod
-                    def model_validate(cls, obj, *args, **kwargs):
+                    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
                         try:
                             return model.model_validate(obj, *args, **kwargs)
                         except ValueError as err:  # pydantic's ValidationError
@@ -274,7 +267,7 @@ def _checked(base, kind_en: str, kind_zh: str):
                 validated = self.__dict__["_validated_model"] = Validated
             return validated
 
-        def preprocess(self, payload):
+        def preprocess(self, payload: Any) -> Any:
             try:
                 return super().preprocess(payload)
             except gr.Error:
@@ -296,19 +289,15 @@ Dataframe = _checked(gr.Dataframe, "a table (headers and rows of cells)", "一�
 
 
 def shows_errors(fn: Callable) -> Callable:
-    """Turn a ValueError from validation or vision_core into a gr.Error toast with its message."""
+    """Show a ValueError from ``fn`` (vision_core's ArgumentError, or a panel's parse of a table or a
+    text) as a gr.Error toast with its message in both languages (:func:`panels.i18n.with_chinese`).
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as err:
-            raise gr.Error(with_chinese(str(err))) from None
-
-    return wrapper
+    Works for functions and generator functions (a streamed job's error ends the stream with it).
+    """
+    return _converting(fn, ValueError, lambda err: gr.Error(with_chinese(str(err))))
 
 
-def parse_floats(text: Any, name: str, low: float, high: float, max_count: int = 10) -> list:
+def parse_floats(text: Any, name: str, low: float, high: float, max_count: int = 10) -> list[float]:
     """``"0.75, 0.5 0.25"`` -> ``[0.75, 0.5, 0.25]``, each in ``(low, high]``, or ValueError saying why."""
     if isinstance(text, (int, float)):
         text = str(text)
@@ -333,6 +322,18 @@ def parse_floats(text: Any, name: str, low: float, high: float, max_count: int =
                                         f"{_zh(name)}：每个值都必须在 ({low:g}, {high:g}] 内，收到 {value:g}"))
         values.append(value)
     return values
+
+
+def rerun_on_picture_changes(fn: Callable, inputs: Sequence[Any], outputs: Sequence[Any], image: gr.Image,
+                             example: gr.Dropdown, pick: Callable[[str], np.ndarray],
+                             controls: Sequence[gr.components.Component] = ()) -> None:
+    """Wire ``fn`` (a section's render, whose API event is wired apart) to run again, outside the API,
+    when a control moves (the last position only), a picture is uploaded or ``pick`` puts the
+    chosen example in ``image``."""
+    for control in controls:
+        control.input(fn, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    image.upload(fn, inputs, outputs, api_visibility="private")
+    example.input(pick, example, image, api_visibility="private").then(fn, inputs, outputs, api_visibility="private")
 
 
 @shows_errors

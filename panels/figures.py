@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -53,7 +53,7 @@ def boxes_figure(
     boxes: np.ndarray,
     labels: Sequence[str],
     colors: Sequence[str],
-    dashed: Optional[Sequence[bool]] = None,
+    dashed: Sequence[bool] | None = None,
     title: str = "",
     height: int = FIGURE_HEIGHT,
 ) -> go.Figure:
@@ -100,7 +100,7 @@ def boxes_figure(
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], width: int = 2,
-               labels: Optional[Sequence[str]] = None, min_side: int = 0) -> np.ndarray:
+               labels: Sequence[str] | None = None, min_side: int = 0) -> np.ndarray:
     """Boxes burnt into a copy of the photo (for clickable ``gr.Image`` views), via torchvision.
 
     Args:

@@ -22,10 +22,13 @@ languages into the message, English first.
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 LANGUAGES = ("en", "zh-CN")
-_PAIRS: Dict[str, Tuple[str, str]] = {}
+_PAIRS: dict[str, tuple[str, str]] = {}
 
 
 def _key(en: str) -> str:
@@ -69,7 +72,7 @@ def with_chinese(message: str) -> str:
     return bilingual(message, "输入有误：请按上面一行英文说明修改后重试。")
 
 
-def _resolve(text, index: int) -> str:
+def _resolve(text: object, index: int) -> str:
     text = str(text or "")
     start = text.find("__i18n__")
     end = text.find("}", start) + 1 if start >= 0 else 0
@@ -84,23 +87,23 @@ def _resolve(text, index: int) -> str:
     return text[:start] + _PAIRS.get(key, (key, key))[index] + text[end:]
 
 
-def english(text) -> str:
+def english(text: object) -> str:
     """``text`` with its translation marker (if any) replaced by the English: for messages the
     server writes about a component, e.g. naming its label."""
     return _resolve(text, 0)
 
 
-def chinese(text) -> str:
+def chinese(text: object) -> str:
     """Like :func:`english`, with the Chinese."""
     return _resolve(text, 1)
 
 
-def pairs() -> Dict[str, Tuple[str, str]]:
+def pairs() -> dict[str, tuple[str, str]]:
     """Every recorded pair, by key."""
     return dict(_PAIRS)
 
 
-def translations():
+def translations() -> gr.I18n:
     """``gr.I18n`` with every pair recorded so far (build the panels first)."""
     import gradio as gr
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from typing import Tuple
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from vision_core.examples import EXAMPLES, load_example
 from vision_core.regions import SELECTIVE_SEARCH_MODES, roi_align, roi_pool_grid, selective_search
 
-from .common import Dataframe, Dropdown, Radio, SafeImage, Slider, as_rgb_image, example_photo, shows_errors
+from .common import (
+    Dataframe, Dropdown, Radio, SafeImage, Slider, as_rgb_image, example_photo, rerun_on_picture_changes, shows_errors,
+)
 from .figures import boxes_figure
 from .i18n import bilingual, tr
 
@@ -32,7 +34,7 @@ TAB_ID = "regions"
 STRIDES = (8, 16, 32)
 MAX_TOP_K = 200
 _CACHE_SIZE = 8
-_proposal_cache: "OrderedDict[Tuple[str, str], Tuple[torch.Tensor, float]]" = OrderedDict()
+_proposal_cache: OrderedDict[tuple[str, str], tuple[torch.Tensor, float]] = OrderedDict()
 
 INTRO = """\
 **Region-based CNNs** (d2l 14.8). R-CNN starts from *region proposals*; here they come from
@@ -50,7 +52,7 @@ INTRO_ZH = """\
 MODES_ZH = {"fast": "快速", "quality": "高质量"}
 
 
-def proposals_for(rgb: np.ndarray, mode: str) -> Tuple[torch.Tensor, float, bool]:
+def proposals_for(rgb: np.ndarray, mode: str) -> tuple[torch.Tensor, float, bool]:
     """Selective-search proposals of a photo, cached per (photo, mode): ``(boxes [K, 4], seconds, cached)``."""
     key = (hashlib.sha1(rgb.tobytes()).hexdigest() + str(rgb.shape), mode)
     if key in _proposal_cache:
@@ -75,7 +77,7 @@ def feature_map(rgb: np.ndarray, stride: int) -> torch.Tensor:
     return F.avg_pool2d(gray[None, None], kernel_size=stride, stride=stride, ceil_mode=True)
 
 
-def _grid_figure(fmap: torch.Tensor, result, index_hint: str) -> go.Figure:
+def _grid_figure(fmap: torch.Tensor, result: Any, index_hint: str) -> go.Figure:
     """The feature map, the RoI's window, its grid cells and each cell's maximum."""
     z = fmap[0, 0].numpy()
     fig = go.Figure(go.Heatmap(z=z, colorscale="Greys", reversescale=True, zmin=0, zmax=1, showscale=False,
@@ -115,26 +117,16 @@ def _small_heatmap(values: np.ndarray, title: str) -> go.Figure:
 
 
 @shows_errors
-def render_regions(image, mode, top_k, index, stride, out_h, out_w):
+def render_regions(image: np.ndarray | None, mode: str, top_k: float, index: float, stride: int, out_h: float,
+                   out_w: float) -> tuple[go.Figure, go.Figure, go.Figure, go.Figure, pd.DataFrame, str, dict[str, Any]]:
     """Proposals drawn over the photo; RoI pooling and RoIAlign of proposal ``index``.
 
     Returns the proposals figure, the feature-map figure, the pooled and aligned grids, the
     pooled values as a table, and a summary.
     """
     rgb = load_example("chelsea") if image is None else as_rgb_image(image, "photo")
-    if mode not in SELECTIVE_SEARCH_MODES:
-        raise ValueError(bilingual(f"mode must be one of {', '.join(SELECTIVE_SEARCH_MODES)}, got {mode!r}",
-                                    f"模式必须是 {', '.join(SELECTIVE_SEARCH_MODES)} 之一，收到 {mode!r}"))
-    if int(stride) not in STRIDES:
-        raise ValueError(bilingual(f"stride must be one of {', '.join(map(str, STRIDES))}, got {stride}",
-                                    f"步幅必须是 {', '.join(map(str, STRIDES))} 之一，收到 {stride}"))
+    # The radios bind mode and stride, the sliders top K (1..200) and the grid (1..7 each way).
     top_k, index, stride, out_h, out_w = int(top_k), int(index), int(stride), int(out_h), int(out_w)
-    if not 1 <= top_k <= MAX_TOP_K:
-        raise ValueError(bilingual(f"top K must be in 1..{MAX_TOP_K}, got {top_k}",
-                                    f"前 K 个中的 K 必须在 1..{MAX_TOP_K} 之间，收到 {top_k}"))
-    if not (1 <= out_h <= 7 and 1 <= out_w <= 7):
-        raise ValueError(bilingual(f"the pooling grid must be 1..7 cells each way, got {out_h} x {out_w}",
-                                    f"汇聚网格每个方向必须有 1..7 个单元格，收到 {out_h} x {out_w}"))
     boxes, seconds, cached = proposals_for(rgb, mode)
     if len(boxes) == 0:
         raise ValueError(bilingual("selective search found no regions in this photo; try another photo or the quality mode",
@@ -215,11 +207,8 @@ def build() -> None:
     table = Dataframe(first[4], interactive=False, label=tr("Pooled values", "汇聚后的值"), elem_id="regions-table")
     inputs = [photo, mode, top_k, index, stride, out_h, out_w]
     outputs = [proposals, grid, pooled, aligned, table, summary, index]
-    example.input(example_photo, example, photo, api_visibility="private").then(
-        render_regions, inputs, outputs, api_visibility="private")
-    for control in (top_k, index, out_h, out_w):
-        control.input(render_regions, inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    rerun_on_picture_changes(render_regions, inputs, outputs, photo, example, example_photo,
+                             controls=[top_k, index, out_h, out_w])
     for control in (mode, stride):
         control.input(render_regions, inputs, outputs, api_visibility="private")
-    photo.upload(render_regions, inputs, outputs, api_visibility="private")
     gr.Button(tr("Pool", "汇聚"), visible=False).click(render_regions, inputs, outputs, api_name="regions")

@@ -1,18 +1,16 @@
 """SSD panel (d2l 14.7): TinySSD's architecture, detection with the shipped checkpoint, live training.
 
-Training streams ``vision_core.ssd.train_ssd``'s progress records into curves, a preview and
-a progress bar; Stop sets this browser session's flag, which the loop checks every batch.
-A network trained in the page becomes that session's detector; the shipped checkpoint stays
-the default for everyone else.
+Training streams ``train_ssd``'s progress records into curves, a preview and a progress bar
+(``panels.streaming``); Stop sets this browser session's flag, which the loop checks every
+batch. A network trained in the page becomes that session's detector
+(``panels.session_models``); the shipped checkpoint stays the default for everyone else.
 """
 
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
-from collections import OrderedDict
-from typing import Dict, Optional, Tuple
+from collections.abc import Iterator
 
 import gradio as gr
 import numpy as np
@@ -21,23 +19,26 @@ import plotly.graph_objects as go
 import torch
 
 from vision_core.anchors import multibox_prior
-from vision_core.bananas import BANANA_SIZE, generate_bananas, load_bananas, read_bananas
+from vision_core.data.bananas import BANANA_SIZE, generate_bananas, load_bananas, read_bananas
 from vision_core.device import get_device
-from vision_core.ssd import RATIOS, SIZES, SSD_WEIGHTS, TinySSD, load_tiny_ssd, predict, train_ssd
+from vision_core.checkpoints import SSD_WEIGHTS, load_tiny_ssd
+from vision_core.models.tiny_ssd import RATIOS, SIZES, TinySSD
+from vision_core.ssd import predict, train_ssd
 from vision_core.weights import WeightsError
 
 from .common import (
-    Dataframe, Dropdown, Pace, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory,
-    session_of, shows_errors,
+    Dataframe, Dropdown, Radio, SafeImage, Slider, as_rgb_image, handles_out_of_memory, rerun_on_picture_changes,
+    shows_errors,
 )
-from .i18n import bilingual, tr, with_chinese
-from .zerogpu import on_gpu, park, ssd_train_seconds
 from .figures import color_for, draw_boxes
+from .i18n import bilingual, tr
+from .session_models import SessionModels
+from .streaming import HEAVY, Stream, epoch_axis, log_curves, outcome, stopped, training_status
+from .zerogpu import on_gpu, ssd_train_seconds
 
 TITLE = "SSD"
 TITLE_ZH = "SSD"
 TAB_ID = "ssd"
-HEAVY = dict(concurrency_id="heavy", concurrency_limit=1)  # one training run at a time per server
 MAX_EPOCHS = 100
 # Each optimizer's usual learning rate: the book's for SGD, Adam's customary one.
 LEARNING_RATES = {"sgd": 0.2, "adamw": 0.001}
@@ -65,44 +66,21 @@ TRAIN_HINT_ZH = ("用时随图像数 × 迭代周期数增长。训练时，状�
 
 MAX_SESSION_NETS = 8  # networks trained in the page are kept for the most recent sessions only
 
-_lock = threading.Lock()
-_stops = StopFlags()  # each session's Stop flag, while it trains
-_session_nets: "OrderedDict[str, Tuple[TinySSD, str]]" = OrderedDict()  # session -> (net, description)
-_shipped: Dict[str, object] = {}
+
+def _load_shipped() -> tuple[TinySSD, str]:
+    net, entry = load_tiny_ssd(SSD_WEIGHTS)
+    m, nan = entry.metrics, float("nan")
+    return net, (f"shipped checkpoint `{entry.file}` (sha256 verified; validation mAP at IoU 0.5 "
+                 f"{m.get('val_map_50', nan):.3f}, class error {m.get('val_class_err', nan):.2e}, "
+                 f"bbox MAE {m.get('val_bbox_mae', nan):.2e})")
 
 
-def _remember(session: str, net: TinySSD, description: str) -> None:
-    """Keep ``session``'s trained net, forgetting the oldest beyond MAX_SESSION_NETS (bounded memory)."""
-    with _lock:
-        _session_nets[session] = (net, description)
-        _session_nets.move_to_end(session)
-        while len(_session_nets) > MAX_SESSION_NETS:
-            old, _ = _session_nets.popitem(last=False)
-            _stops.forget(old)
+def _unavailable(err: WeightsError) -> str:
+    return f"no usable checkpoint ({err}); train one below, or run `python -m vision_core train ssd`"
 
 
-def shipped_model() -> Tuple[Optional[TinySSD], str]:
-    """The registry's TinySSD (loaded and sha256-checked once), or None with the reason."""
-    with _lock:
-        if "net" not in _shipped:
-            try:
-                net, entry = load_tiny_ssd(SSD_WEIGHTS)
-                m = entry.metrics
-                _shipped["net"] = net
-                nan = float("nan")
-                _shipped["text"] = (f"shipped checkpoint `{entry.file}` (sha256 verified; validation mAP at IoU 0.5 "
-                                    f"{m.get('val_map_50', nan):.3f}, class error {m.get('val_class_err', nan):.2e}, "
-                                    f"bbox MAE {m.get('val_bbox_mae', nan):.2e})")
-            except WeightsError as err:
-                _shipped["net"] = None
-                _shipped["text"] = f"no usable checkpoint ({err}); train one below, or run `python -m vision_core train ssd`"
-        return _shipped["net"], _shipped["text"]
-
-
-def active_model(request: Optional[gr.Request]) -> Tuple[Optional[TinySSD], str]:
-    """This session's trained net if it has one, else the shipped checkpoint."""
-    mine = _session_nets.get(session_of(request))
-    return mine if mine is not None else shipped_model()
+# Each session's detector: the one it trained here, else the shipped checkpoint; and its Stop flag.
+sessions = SessionModels(_load_shipped, _unavailable, MAX_SESSION_NETS)
 
 
 def architecture() -> pd.DataFrame:
@@ -125,7 +103,7 @@ def architecture() -> pd.DataFrame:
                                        "anchors per cell", "anchors"])
 
 
-def _example_images(count: int = 4) -> Dict[str, np.ndarray]:
+def _example_images(count: int = 4) -> dict[str, np.ndarray]:
     """The first validation images of the offline banana set, made in a few milliseconds each.
 
     The generator seeds every image on its own, so these equal the cached set's first ones
@@ -139,35 +117,30 @@ def _example_images(count: int = 4) -> Dict[str, np.ndarray]:
 
 @handles_out_of_memory
 @shows_errors
-def detect(image, threshold, request: gr.Request = None):
-    """Detections of the active model: the image with boxes and scores, the raw table, the latency."""
+def detect(image: np.ndarray | None, threshold: float,
+           request: gr.Request | None = None) -> tuple[np.ndarray, pd.DataFrame, str]:
+    """Detections of the session's model: the image with boxes and scores, the raw table, the latency."""
     rgb = as_rgb_image(image, "image")
-    threshold = float(threshold)
-    if not 0 <= threshold <= 1:
-        raise ValueError(bilingual(f"score threshold must be in [0, 1], got {threshold}",
-                                   f"分数阈值须在 [0, 1] 之间，收到的是 {threshold}"))
-    net, which = active_model(request)
+    net, which = sessions.active(request)
     if net is None:
         raise ValueError(bilingual(f"no detector yet: {which}", f"还没有可用的检测器：{which}"))
     x = torch.from_numpy(rgb).permute(2, 0, 1)
     start = time.perf_counter()
-    rows = predict(net, x, threshold=threshold)[0].cpu()
+    rows = predict(net, x, threshold=float(threshold))[0].cpu()
     latency = (time.perf_counter() - start) * 1e3
     labels = [f"banana {s:.2f}" for s in rows[:, 1].tolist()]
     drawn = draw_boxes(rgb, rows[:, 2:].numpy(), [color_for(2)] * len(rows), width=2, labels=labels, min_side=512)
     table = pd.DataFrame(rows.double().numpy().round(3), columns=["class", "score", "x1", "y1", "x2", "y2"])
-    summary = (f"**{len(rows)} detection{'s' if len(rows) != 1 else ''}** with score ≥ {threshold:g} · "
+    summary = (f"**{len(rows)} detection{'s' if len(rows) != 1 else ''}** with score ≥ {float(threshold):g} · "
                f"{latency:.1f} ms on {next(net.parameters()).device} · weights: {which}")
     return drawn, table, summary
 
 
 @shows_errors
-def stage_anchors(image, stage):
+def stage_anchors(image: np.ndarray | None, stage: float) -> np.ndarray:
     """One stage's anchors: all four at the centre cell, and every cell's centre as a dot-sized box."""
     rgb = as_rgb_image(image, "image")
-    stage = int(stage)
-    if not 1 <= stage <= 5:
-        raise ValueError(bilingual(f"stage must be in 1..5, got {stage}", f"阶段须在 1..5 之间，收到的是 {stage}"))
+    stage = int(stage)  # 1..5, bound by its slider
     fmap = [32, 16, 8, 4, 1][stage - 1]
     h, w = rgb.shape[:2]
     anchors = multibox_prior(torch.zeros(1, 1, fmap, fmap), SIZES[stage - 1], RATIOS[stage - 1]).reshape(fmap, fmap, -1, 4)
@@ -182,83 +155,75 @@ def stage_anchors(image, stage):
     return draw_boxes(rgb, boxes, colors, width=2, labels=labels, min_side=512)
 
 
-def _curves(history: list) -> go.Figure:
-    fig = go.Figure()
+def _curves(history: list[dict[str, float]]) -> go.Figure:
     epochs = [h["epoch"] for h in history]
+    traces = []
     for key, name, dash in [("class_err", "class error (train)", "solid"), ("val_class_err", "class error (val)", "dot"),
                             ("bbox_mae", "bbox MAE (train)", "solid"), ("val_bbox_mae", "bbox MAE (val)", "dot")]:
         values = [h.get(key) for h in history]
         if any(v is not None for v in values):
-            fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name, line=dict(dash=dash)))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log",
-                      title=dict(text="The book's metrics per epoch (log scale)", font=dict(size=13)),
-                      xaxis=dict(title="epoch", dtick=max(1, len(epochs) // 10)),  # whole epochs only
-                      legend=dict(orientation="h", y=-0.25))
-    return fig
+            traces.append(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name, line=dict(dash=dash)))
+    return log_curves(traces, "The book's metrics per epoch (log scale)", epoch_axis(history), height=320)
+
+
+TrainFrame = tuple[go.Figure, np.ndarray | None, str]  # curves, preview, status
 
 
 @handles_out_of_memory
-def train(epochs, batch_size, lr, num_train, optimizer="sgd", progress=gr.Progress(), request: gr.Request = None):
-    """Train a fresh TinySSD on the offline banana set, streaming curves, a preview and the status."""
-    stop = None
-    try:
-        epochs, batch_size, lr, num_train = int(epochs), int(batch_size), float(lr), int(num_train)
-        if not 1 <= epochs <= MAX_EPOCHS:
-            raise ValueError(bilingual(f"epochs must be in 1..{MAX_EPOCHS}, got {epochs}",
-                                       f"迭代周期数须在 1..{MAX_EPOCHS} 之间，收到的是 {epochs}"))
-        if not 10 <= num_train <= 1000:
-            raise ValueError(bilingual(f"training images must be in 10..1000, got {num_train}",
-                                       f"训练图像数须在 10..1000 之间，收到的是 {num_train}"))
-        images, labels = load_bananas(split="train")
-        val = load_bananas(split="val")
-        net = TinySSD(1)
-        stop = _stops.start(request)
+@shows_errors
+def train(epochs: float, batch_size: float, lr: float, num_train: float, optimizer: str = "sgd",
+          progress: gr.Progress = gr.Progress(), request: gr.Request | None = None) -> Iterator[TrainFrame]:
+    """Train a fresh TinySSD on the offline banana set, streaming curves, a preview and the status.
+
+    The settings are bound by their components and checked by ``train_ssd``; the trained network
+    becomes this session's detector.
+    """
+    epochs, num_train = int(epochs), int(num_train)
+    images, labels = load_bananas(split="train")
+    val = load_bananas(split="val")
+    net = TinySSD(1)
+    with sessions.stops.running(request) as stop:
         records = train_ssd((images[:num_train], labels[:num_train]), val, net=net, epochs=epochs,
-                            batch_size=batch_size, lr=lr, optimizer=optimizer, stop=stop)
-    except ValueError as err:
-        if stop is not None:
-            _stops.finish(request, stop)
-        raise gr.Error(with_chinese(str(err))) from None
-    history, preview, status = [], None, "starting…"
-    pace = Pace("batch")  # measured in this run: no machine's speed is promised ahead of it
-    try:
-        yield _curves(history), preview, status
-        for record in records:
-            progress(record.fraction, desc=f"step {record.step}/{record.total}")
-            m = dict(record.metrics)
-            if "epoch" in m:
-                history.append(m)
-                preview = record.preview if record.preview is not None else preview
-            rate = m.get("examples_per_s")
-            status = (f"Epoch {len(history)}/{epochs} · step {record.step}/{record.total}"
-                      + (f" · loss {m['loss']:.4f}" if "loss" in m else "")
-                      + (f" · {rate:,.0f} examples/s on {get_device()}" if rate else ""))
-            timing = pace(record.step, record.total, done=record.done)
-            status += f" · {timing}" if timing else ""
-            if record.done:
-                stopped = record.message == "stopped"
-                desc = (f"trained here: {len(history)} epoch(s) on {num_train} images"
-                        + (" (stopped early)" if stopped else ""))
-                _remember(session_of(request), park(net), desc)
-                last = history[-1] if history else {}
-                status = ("**Stopped.** " if stopped else "**Done.** ") + status + (
-                    f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"
-                    if "val_class_err" in last else "") + " · Detect now uses this network in your session."
-            yield _curves(history), preview, status
-    finally:
-        records.close()  # frees the trainer's memory if the page went away mid-run
-        _stops.finish(request, stop)
+                            batch_size=int(batch_size), lr=lr, optimizer=optimizer, stop=stop)
+        stream = Stream("batch")  # the pace measured in this run: no machine's speed is promised ahead of it
+        try:
+            yield _curves(stream.history), stream.preview, "starting…"
+            for record in records:
+                progress(record.fraction, desc=f"step {record.step}/{record.total}")
+                metrics = stream.read(record)
+                status = stream.status(record, training_status(record, metrics, len(stream.history), epochs,
+                                                               get_device()))
+                if record.done:
+                    sessions.remember(request, net, f"trained here: {len(stream.history)} epoch(s) on {num_train} "
+                                                    "images" + (" (stopped early)" if stopped(record) else ""))
+                    last = stream.history[-1] if stream.history else {}
+                    status = f"{outcome(record)} {status}" + (
+                        f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"
+                        if "val_class_err" in last else "") + " · Detect now uses this network in your session."
+                yield _curves(stream.history), stream.preview, status
+        finally:
+            records.close()  # frees the trainer's memory if the page went away mid-run
 
 
-def stop_training(request: gr.Request = None) -> str:
-    return "Stopping after the current batch…" if _stops.stop(request) else "Nothing is training in this session."
+def learning_rate(optimizer: str) -> float:
+    """The usual learning rate of ``optimizer`` (one of the radio's choices)."""
+    return LEARNING_RATES[optimizer]
+
+
+def stop_training(request: gr.Request | None = None) -> str:
+    """Stop this session's training after its current batch."""
+    return sessions.stops.press(request)
 
 
 def build() -> None:
     """Lay out the SSD tab and wire its events."""
     examples = _example_images()
     first_name = next(iter(examples))
-    net, which = shipped_model()
+    net, which = sessions.shipped()
+
+    def show_example(name: str) -> np.ndarray:
+        return examples[name]
+
     gr.Markdown(tr(INTRO, INTRO_ZH))
     with gr.Tabs():
         with gr.Tab(tr("Detect", "检测"), id="ssd-detect"):
@@ -278,10 +243,8 @@ def build() -> None:
                                          elem_id="ssd-table")
             outputs = [view, table, summary]
             detect_btn.click(detect, [image, threshold], outputs, api_name="ssd_detect")
-            threshold.input(detect, [image, threshold], outputs, api_visibility="private", trigger_mode="always_last")
-            image.upload(detect, [image, threshold], outputs, api_visibility="private")
-            example.input(lambda name: examples[name], example, image, api_visibility="private").then(
-                detect, [image, threshold], outputs, api_visibility="private")
+            rerun_on_picture_changes(detect, [image, threshold], outputs, image, example, show_example,
+                                     controls=[threshold])
 
         with gr.Tab(tr("Train", "训练"), id="ssd-train"):
             with gr.Row():
@@ -304,7 +267,7 @@ def build() -> None:
                     preview = gr.Image(None, interactive=False, label=tr("Detections on a validation image, each epoch",
                                                 "每个迭代周期在一张验证集图像上的检测结果"),
                                        elem_id="ssd-preview", height=300)
-            optimizer.input(lambda name: LEARNING_RATES.get(name, 0.2), optimizer, lr, api_visibility="private")
+            optimizer.input(learning_rate, optimizer, lr, api_visibility="private")
             start.click(on_gpu(train, ssd_train_seconds), [epochs, batch, lr, num_train, optimizer],
                         [curves, preview, train_status],
                         api_name="ssd_train", **HEAVY)

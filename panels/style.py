@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -23,21 +24,21 @@ from PIL import Image
 
 from vision_core.device import describe_device, get_device
 from vision_core.examples import CONTENT_PHOTOS, STYLE_IMAGES, load_content_photo, load_style_image
-from vision_core.style import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNetwork, find_vgg19_imagenet,
-                               load_style_network, style_transfer)
+from vision_core.models.style_networks import (STYLE_NETWORKS, VGG19_FILE, FeatureTaps, StyleNetwork,
+                                               find_vgg19_imagenet, load_style_network)
+from vision_core.style import style_transfer
 from vision_core.weights import WeightsError, download_torchvision_checkpoint
 
 from .common import (
-    Checkbox, Dropdown, Pace, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory,
-    shows_errors,
+    Checkbox, Dropdown, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory, shows_errors,
 )
-from .i18n import bilingual, tr, with_chinese
+from .i18n import bilingual, tr
+from .streaming import HEAVY, Stream, log_curves, outcome, stopped
 from .zerogpu import on_gpu, park, style_seconds
 
 TITLE = "Style transfer"
 TITLE_ZH = "风格迁移"
 TAB_ID = "style"
-HEAVY = dict(concurrency_id="heavy", concurrency_limit=1)  # one optimisation at a time per server
 MAX_STEPS = 2000
 MAX_HEIGHT = 768
 MIN_HEIGHT = 32
@@ -64,15 +65,13 @@ NOT_STARTED_ZH = "尚未开始。运行时，状态栏会显示在本机上测�
 STYLE_NAMES_ZH = {"swirl": "漩涡", "mosaic": "马赛克", "waves": "波浪", "hubble": "哈勃深空", "stain": "组织染色"}
 
 _lock = threading.Lock()
-_stops = StopFlags()  # each session's Stop flag, while it runs
-_networks: Dict[str, Tuple[FeatureTaps, StyleNetwork]] = {}  # loaded once, shared (frozen, read-only)
+# Each session's Stop flag, while it runs.
+_stops = StopFlags("Stopping before the next step…", "Nothing is running in this session.")
+_networks: dict[str, tuple[FeatureTaps, StyleNetwork]] = {}  # loaded once, shared (frozen, read-only)
 
 
-def network(name: str) -> Tuple[FeatureTaps, StyleNetwork]:
+def network(name: str) -> tuple[FeatureTaps, StyleNetwork]:
     """The feature network ``name``, loaded (and sha256-checked) once per process."""
-    if name not in STYLE_NETWORKS:
-        raise ValueError(bilingual(f"network must be one of {', '.join(STYLE_NETWORKS)}, got {name!r}",
-                                   f"特征网络必须是 {', '.join(STYLE_NETWORKS)} 之一，收到 {name!r}"))
     with _lock:
         if name not in _networks:
             _networks[name] = load_style_network(name)
@@ -113,8 +112,6 @@ _NOTES = {  # (network, VGG-19 state) -> the note, one translation pair each (on
 
 def network_note(name: str) -> str:
     """Which network a run will use, where its weights come from, and how to get VGG-19 (in both languages)."""
-    if name not in STYLE_NETWORKS:
-        return f"Unknown network {name!r}."
     try:
         state, detail = ("here", "") if find_vgg19_imagenet() is not None else ("absent", "")
     except WeightsError as err:
@@ -123,42 +120,17 @@ def network_note(name: str) -> str:
     return tr(en, zh) + f" {describe_device(get_device())}.{detail}"
 
 
-_NAMES_ZH = {"content weight": "内容权重", "style weight (log10)": "风格权重（log10）", "TV weight (log10)":
-             "全变分权重（log10）", "learning rate": "学习率", "steps": "步数", "height": "高度"}
-
-
-def _range_message(name: str, lo: float, hi: float, value) -> str:
-    zh = _NAMES_ZH.get(name) or name.replace("style layer weight", "风格层权重")
-    return bilingual(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}",
-                     f"{zh}必须是 [{lo:g}, {hi:g}] 内的数，收到 {value!r}")
-
-
-def _check_slider(value, name: str, lo: float, hi: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(_range_message(name, lo, hi, value)) from None
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise ValueError(_range_message(name, lo, hi, value))
-    return value
-
-
-def _shape(content: np.ndarray, height: int) -> Tuple[int, int]:
+def _shape(content: np.ndarray, height: int) -> tuple[int, int]:
     """(h, w) with the content photo's aspect ratio, width capped at 2048."""
     h, w = content.shape[:2]
     return height, max(MIN_HEIGHT, min(2048, round(height * w / h)))
 
 
-def _curves(series: Dict[str, List[float]]) -> go.Figure:
-    fig = go.Figure()
-    for key, name in (("content", "content"), ("style", "style"), ("tv", "total variation")):
-        values = series.get(key, [])
-        if values:
-            fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines", name=name))
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log",
-                      title=dict(text="Weighted losses per step (log scale)", font=dict(size=13)),
-                      xaxis=dict(title="step"), legend=dict(orientation="h", y=-0.25))
-    return fig
+def _curves(series: dict[str, list[float]]) -> go.Figure:
+    traces = [go.Scatter(x=list(range(1, len(series[key]) + 1)), y=series[key], mode="lines", name=name)
+              for key, name in (("content", "content"), ("style", "style"), ("tv", "total variation"))
+              if series.get(key)]
+    return log_curves(traces, "Weighted losses per step (log scale)", dict(title="step"), height=300)
 
 
 def _save_result(image: np.ndarray) -> str:
@@ -177,11 +149,8 @@ def _layer_label(name: str) -> str:
     return tr(f"Style layer {name}", f"风格层 {name}")
 
 
-def preset(name: str, which: str = "network"):
+def preset(name: str, which: str = "network") -> list[Any]:
     """Slider values: the network's own preset, or the book's settings (``which="book"``)."""
-    if name not in STYLE_NETWORKS:
-        raise gr.Error(bilingual(f"network must be one of {', '.join(STYLE_NETWORKS)}, got {name!r}",
-                                 f"特征网络必须是 {', '.join(STYLE_NETWORKS)} 之一，收到 {name!r}"))
     p = dict(STYLE_NETWORKS["vgg19" if which == "book" else name].preset)
     labels = STYLE_NETWORKS[name].style_layer_names
     layer_sliders = [gr.update(value=1.0, label=_layer_label(label)) for label in labels]  # updates, not new sliders
@@ -189,91 +158,81 @@ def preset(name: str, which: str = "network"):
             p["image_shape"][0], p["balance_style_layers"], *layer_sliders]
 
 
+def book_preset(name: str) -> list[Any]:
+    """The book's settings, with ``name``'s style layers."""
+    return preset(name, "book")
+
+
+def choose_network(name: str) -> list[Any]:
+    """A newly chosen network: its note and its preset."""
+    return [network_note(name), *preset(name)]
+
+
+StyleFrame = tuple[np.ndarray | None, go.Figure, str, Any]  # image, curves, status, result file (or gr.skip())
+
+
 @handles_out_of_memory
-def run(content, style, network_name, content_weight, style_log10, tv_log10, lr, steps, height, balance,
-        layer_1=1.0, layer_2=1.0, layer_3=1.0, layer_4=1.0, layer_5=1.0, request: gr.Request = None):
+@shows_errors
+def run(content: np.ndarray | None, style: np.ndarray | None, network_name: str, content_weight: float,
+        style_log10: float, tv_log10: float, lr: float, steps: float, height: float, balance: bool,
+        layer_1: float = 1.0, layer_2: float = 1.0, layer_3: float = 1.0, layer_4: float = 1.0,
+        layer_5: float = 1.0, request: gr.Request | None = None) -> Iterator[StyleFrame]:
     """Stylise ``content`` with ``style``, streaming the image, the loss curves, the status and the result file.
 
     Both networks have five style layers, so the layer weights are five named arguments (a
-    ``*args`` signature would keep Gradio from passing ``request``, and with it the session).
+    ``*args`` signature would keep Gradio from passing ``request``, and with it the session: docs/ARCHITECTURE.md,
+    "Gradio facts the code relies on").
+    The settings are bound by their sliders and checked by ``style_transfer``; a layer weight
+    of 0 switches that layer off.
     """
-    layer_weights = (layer_1, layer_2, layer_3, layer_4, layer_5)
-    stop = None
-    try:
-        content = as_rgb_image(content, "content image")
-        style = as_rgb_image(style, "style image")
-        content_weight = _check_slider(content_weight, "content weight", 1e-6, 1e6)
-        style_log10 = _check_slider(style_log10, "style weight (log10)", -6, 9)
-        tv_log10 = _check_slider(tv_log10, "TV weight (log10)", -6, 6)
-        lr = _check_slider(lr, "learning rate", 1e-5, 10)
-        steps = int(_check_slider(steps, "steps", 1, MAX_STEPS))
-        height = int(_check_slider(height, "height", MIN_HEIGHT, MAX_HEIGHT))
-        layers = [_check_slider(w, f"style layer weight {i + 1}", 0, LAYER_WEIGHT_MAX)
-                  for i, w in enumerate(layer_weights)]
-        if not isinstance(balance, bool):
-            raise ValueError(bilingual(f"balance must be true or false, got {balance!r}",
-                                       f"平衡风格层必须是 true 或 false，收到 {balance!r}"))
-        taps, spec = network(str(network_name))
-        if len(layers) != len(spec.style_layer_names):
-            raise ValueError(bilingual(
-                f"give one weight per style layer ({len(spec.style_layer_names)}), got {len(layers)}",
-                f"每个风格层需要一个权重（共 {len(spec.style_layer_names)} 个），收到 {len(layers)} 个"))
-        if all(w == 0 for w in layers):
-            raise ValueError(bilingual("at least one style layer weight must be above 0",
-                                       "至少要有一个风格层的权重大于 0"))
-        layers = [max(w, 1e-6) for w in layers]  # a layer at 0 is switched off
-        shape = _shape(content, height)
-        stop = _stops.start(request)
+    content = as_rgb_image(content, "content image")
+    style = as_rgb_image(style, "style image")
+    layers = [layer_1, layer_2, layer_3, layer_4, layer_5]
+    if all(w == 0 for w in layers):
+        raise ValueError(bilingual("at least one style layer weight must be above 0",
+                                   "至少要有一个风格层的权重大于 0"))
+    layers = [1e-6 if w == 0 else w for w in layers]  # off: a weight the loss cannot feel
+    taps, spec = network(network_name)
+    steps, shape = int(steps), _shape(content, int(height))
+    with _stops.running(request) as stop:
         records = style_transfer(content, style, taps, steps=steps, lr=lr, content_weight=content_weight,
                                  style_weight=10.0 ** style_log10, tv_weight=10.0 ** tv_log10, image_shape=shape,
                                  style_layer_weights=layers, balance_style_layers=balance, stop=stop,
                                  lr_decay_epoch=int(spec.preset["lr_decay_epoch"]))
-    except ValueError as err:  # WeightsError included
-        if stop is not None:
-            _stops.finish(request, stop)
-        raise gr.Error(with_chinese(str(err))) from None
-    series: Dict[str, List[float]] = {"content": [], "style": [], "tv": []}
-    image = None
-    pace = Pace("step")  # measured in this run: no machine's speed is promised ahead of it
-    try:
-        yield None, _curves(series), f"Starting: {steps} steps at {shape[0]} × {shape[1]} with {spec.label}…", None
-        for record in records:
-            for key in series:
-                series[key].extend(record.series.get(key, ()))
-            if record.preview is not None:
-                image = record.preview
-            if record.preview is None and not record.done:
-                continue  # losses are kept; the page gets a frame a few times a second
-            m = record.metrics
-            status = (f"Step {record.step}/{steps} · content {m.get('content', math.nan):.3g} · style "
-                      f"{m.get('style', math.nan):.3g} · TV {m.get('tv', math.nan):.3g} · lr {m.get('lr', math.nan):.3g}"
-                      f" · {shape[0]} × {shape[1]} on {get_device()}")
-            timing = pace(record.step, steps, done=record.done)
-            status += f" · {timing}" if timing else ""
-            if record.done:
-                word = "**Done.**" if record.message.startswith("done") else "**Stopped.**"
-                detail = "" if record.message.startswith("done") else f" {record.message[0].upper()}{record.message[1:]}."
-                yield image, _curves(series), f"{word} {status}.{detail}", _save_result(image)
-            else:
-                yield image, _curves(series), status, gr.skip()
-    finally:
-        records.close()  # frees the device memory if the page went away mid-run
-        park(taps)
-        _stops.finish(request, stop)
+        stream = Stream("step", series=("content", "style", "tv"))  # the pace measured in this run
+        try:
+            yield None, _curves(stream.series), f"Starting: {steps} steps at {shape[0]} × {shape[1]} with {spec.label}…", None
+            for record in records:
+                stream.read(record)
+                if record.preview is None and not record.done:
+                    continue  # losses are kept; the page gets a frame a few times a second
+                m = record.metrics
+                status = stream.status(record, (
+                    f"Step {record.step}/{steps} · content {m.get('content', math.nan):.3g} · style "
+                    f"{m.get('style', math.nan):.3g} · TV {m.get('tv', math.nan):.3g} · lr {m.get('lr', math.nan):.3g}"
+                    f" · {shape[0]} × {shape[1]} on {get_device()}"))
+                if record.done:
+                    why = f" {record.message[0].upper()}{record.message[1:]}." if stopped(record) else ""
+                    yield (stream.preview, _curves(stream.series), f"{outcome(record)} {status}.{why}",
+                           _save_result(stream.preview))
+                else:
+                    yield stream.preview, _curves(stream.series), status, gr.skip()
+        finally:
+            records.close()  # frees the device memory if the page went away mid-run
+            park(taps)
 
 
-def stop_run(request: gr.Request = None) -> str:
-    return "Stopping before the next step…" if _stops.stop(request) else "Nothing is running in this session."
+def stop_run(request: gr.Request | None = None) -> str:
+    """Stop this session's style transfer before its next step."""
+    return _stops.press(request)
 
 
-def download_vgg19(progress=gr.Progress()):
+@shows_errors
+def download_vgg19(progress: gr.Progress = gr.Progress()) -> tuple[str, Any, Any]:
     """Fetch torchvision's VGG-19 into the torch cache (only on this click), with a progress bar."""
-    try:
-        for record in download_torchvision_checkpoint(VGG19_FILE):
-            if record.total:
-                progress(record.fraction, desc=record.message)
-    except WeightsError as err:
-        raise gr.Error(with_chinese(str(err))) from None
+    for record in download_torchvision_checkpoint(VGG19_FILE):  # WeightsError (a ValueError) says why not
+        if record.total:
+            progress(record.fraction, desc=record.message)
     return network_note("vgg19"), gr.Radio(value="vgg19"), gr.Button(visible=False)
 
 
@@ -345,13 +304,12 @@ def build() -> None:
     # Outside the queue: the picture is in the page within milliseconds, before a quick Start reads it.
     content_pick.input(content_example, content_pick, content_img, api_visibility="private", queue=False)
     style_pick.input(style_example, style_pick, style_img, api_visibility="private", queue=False)
-    net_choice.input(lambda name: (network_note(name), *preset(name)), net_choice, [net_note, *settings],
-                     api_visibility="private")
-    book_btn.click(lambda name: preset(name, "book"), net_choice, settings, api_visibility="private")
+    net_choice.input(choose_network, net_choice, [net_note, *settings], api_visibility="private")
+    book_btn.click(book_preset, net_choice, settings, api_visibility="private")
     net_btn.click(preset, net_choice, settings, api_name="style_preset")
     vgg_btn.click(download_vgg19, None, [net_note, net_choice, vgg_btn], api_name="style_download_vgg19",
                   concurrency_id="download", concurrency_limit=1).then(
-        lambda name: preset(name), net_choice, settings, api_visibility="private")
+        preset, net_choice, settings, api_visibility="private")
     start.click(on_gpu(run, style_seconds), [content_img, style_img, net_choice, *settings], [live, curves, status, result],
                 api_name="style_transfer", **HEAVY)
     stop.click(stop_run, None, status, api_name="style_stop")

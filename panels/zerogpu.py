@@ -1,4 +1,5 @@
-"""Hugging Face ZeroGPU: GPU work runs inside ``@spaces.GPU`` when the ``spaces`` package is there.
+"""Hugging Face ZeroGPU: GPU work runs inside ``@spaces.GPU`` when the ``spaces`` package is there
+(docs/ARCHITECTURE.md, "ZeroGPU").
 
 On a ZeroGPU Space a GPU is attached to the process only while a function decorated with
 ``spaces.GPU`` runs, for at most the ``duration`` it asked for; a shorter request gets a
@@ -17,7 +18,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
 
 MIN_SECONDS = 10   # model loading and the first CUDA call fit in this
 # A visitor's daily ZeroGPU quota is 2 minutes unauthenticated, 3.5 signed in (docs, 2026), and a call
@@ -25,7 +29,8 @@ MIN_SECONDS = 10   # model loading and the first CUDA call fit in this
 # a longer job at that point; the page keeps the curves and preview it had streamed.
 MAX_SECONDS = 120
 
-Duration = Union[float, Callable[..., float]]
+Duration = float | Callable[..., float]
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def zero_gpu() -> bool:
@@ -60,7 +65,7 @@ def on_gpu(fn: Callable, duration: Duration) -> Callable:
         return fn
     import spaces
 
-    def seconds(*args, **kwargs) -> int:
+    def seconds(*args: Any, **kwargs: Any) -> int:
         if not callable(duration):
             return clamp_seconds(duration)
         try:
@@ -79,21 +84,22 @@ def _number(value: Any, default: float) -> float:
     return value if math.isfinite(value) and value > 0 else default
 
 
-def style_seconds(content, style, network, content_weight, style_log10, tv_log10, lr, steps, height, *rest,
-                  **kwargs) -> float:
+def style_seconds(content: Any, style: Any, network: Any, content_weight: Any, style_log10: Any, tv_log10: Any,
+                  lr: Any, steps: Any, height: Any, *rest: Any, **kwargs: Any) -> float:
     """Style transfer: VGG-19 eager takes about 4.3 s for the book's 500 steps at 300 x 450 on an
-    H200 (DESIGN.md); 8 ms per step per 135,000 pixels, twice that for margin, plus loading."""
+    H200 (docs/ARCHITECTURE.md, "ZeroGPU"); 8 ms per step per 135,000 pixels, twice that for margin,
+    plus loading."""
     pixels = (_number(height, 300) ** 2) * 1.5
     return 10 + 0.016 * _number(steps, 500) * pixels / 135_000
 
 
-def ssd_train_seconds(epochs, batch_size, lr, num_train, *rest, **kwargs) -> float:
+def ssd_train_seconds(epochs: Any, batch_size: Any, lr: Any, num_train: Any, *rest: Any, **kwargs: Any) -> float:
     """TinySSD training: about 1 s per 1,000 images on a GPU (an estimate, not yet measured on a named GPU);
     three times that for margin."""
     return 15 + 3e-3 * _number(epochs, 20) * _number(num_train, 1000)
 
 
-def fcn_train_seconds(epochs, batch_size, lr, num_train, *rest, **kwargs) -> float:
+def fcn_train_seconds(epochs: Any, batch_size: Any, lr: Any, num_train: Any, *rest: Any, **kwargs: Any) -> float:
     """FCN training on 320 x 480 crops: about 10 ms per image on a GPU (an estimate, not yet measured on a
     named GPU); four times that for margin, plus generating the synthetic set on first use (about 20 s on
     the 2-core CPU of an earlier session, model not recorded)."""
@@ -103,7 +109,7 @@ def fcn_train_seconds(epochs, batch_size, lr, num_train, *rest, **kwargs) -> flo
 INFERENCE_SECONDS = 15  # one detection or segmentation, model load included
 
 
-def park(module):
+def park(module: M) -> M:
     """On ZeroGPU, move a module kept between calls back to the CPU (the GPU leaves with the call).
 
     Elsewhere the module stays where it is. Returns the module.
@@ -111,7 +117,7 @@ def park(module):
     return module.cpu() if zero_gpu() else module
 
 
-def inference_device():
+def inference_device() -> str | torch.device:
     """Where one-image inference runs: the CPU on ZeroGPU (50-70 ms there, less than attaching a
     GPU costs a visitor), else the app's device."""
     from vision_core.device import get_device

@@ -13,8 +13,12 @@ trap 'kill $busy1 $busy2 2>/dev/null' EXIT
 status=0
 for i in $(seq 1 "$runs"); do
   start=$(date +%s)
-  python -m pytest -q "$@" 2>&1 | tail -n 15
-  rc=${PIPESTATUS[0]}
+  log=$(mktemp -t busy-run-$i-XXXX.log)
+  python -m pytest -q "$@" >"$log" 2>&1
+  rc=$?
+  grep -E '^(FAILED|ERROR) ' "$log"
+  tail -n 1 "$log"
+  echo "(whole output: $log)"
   echo "run $i of $runs: exit $rc after $(( $(date +%s) - start )) s, with both cores kept busy"
   [ "$rc" -eq 0 ] || status=1
 done

@@ -1,4 +1,7 @@
-"""vision_core.fcn: the book's FCN, its trunk weights, training stream (also under torchrun), prediction, weights."""
+"""vision_core.fcn, models.fcn and checkpoints: the book's FCN, its trunk weights, training stream (also under
+torchrun), prediction, weights, and the command line's train fcn and segment."""
+
+from __future__ import annotations
 
 import copy
 import hashlib
@@ -16,15 +19,17 @@ import torchvision
 from torch import nn
 
 from tests.conftest import ROOT
-from vision_core import fcn
+from vision_core import checkpoints, fcn
+from vision_core import weights as vc_weights
+from vision_core._runtime import imagenet_denormalize
+from vision_core.cli import main
+from vision_core.cli.fcn import _weights_sha256
+from vision_core.models import fcn as fcn_model
+from vision_core.train.seg_batches import Batcher
 from vision_core.transposed import bilinear_kernel
-from vision_core.voc import (
-    VOC_COLORMAP,
-    VOCSegDataset,
-    confusion_matrix,
-    generate_voc_synthetic,
-    mean_iou,
-)
+from vision_core.data.voc import VOC_COLORMAP, VOCSegDataset
+from vision_core.data.voc_metrics import confusion_matrix, mean_iou
+from vision_core.data.voc_synthetic import generate_voc_synthetic
 from vision_core.weights import WeightsError, get_entry
 
 EPOCH_KEYS = {"epoch", "loss", "examples_per_s", "train_acc", "train_mean_iou", "test_acc", "test_mean_iou"}
@@ -88,7 +93,7 @@ def test_fcn_has_the_books_structure_and_output_shape():
     assert names == [str(i) for i in range(8)] + ["final_conv", "transpose_conv"]
     # The trunk is ResNet-18's children without avgpool and fc, in order.
     assert [type(m) for m in list(net.children())[:8]] == [type(m) for m in list(resnet.children())[:-2]]
-    assert fcn.TRUNK_CHILDREN == tuple(name for name, _ in resnet.named_children())[:-2]
+    assert fcn_model.TRUNK_CHILDREN == tuple(name for name, _ in resnet.named_children())[:-2]
     conv, up = net.final_conv, net.transpose_conv
     assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (512, 21, (1, 1))
     assert (up.in_channels, up.out_channels, up.kernel_size, up.stride, up.padding) == (21, 21, (64, 64), (32, 32),
@@ -135,7 +140,7 @@ def test_init_fcn_backbone_loads_a_torchvision_resnet18_state_dict():
     resnet, state = resnet18_state(1)
     net = fresh_net()
     heads = copy.deepcopy(net.final_conv.state_dict())
-    assert fcn.init_fcn_backbone(net, state) is net
+    assert fcn_model.init_fcn_backbone(net, state) is net
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         resnet.eval(), net.eval()
@@ -152,50 +157,50 @@ def test_init_fcn_backbone_is_strict_on_the_trunk():
     net = fresh_net()
     missing = {k: v for k, v in state.items() if not k.startswith("layer4.1.")}
     with pytest.raises(ValueError, match=r"missing \['7\.1\."):
-        fcn.init_fcn_backbone(net, missing)
+        fcn_model.init_fcn_backbone(net, missing)
     with pytest.raises(ValueError, match=r"unexpected \['head.weight'\]"):
-        fcn.init_fcn_backbone(net, {**state, "head.weight": torch.zeros(1)})
-    with pytest.raises(ValueError, match="does not fit the FCN's ResNet-18 trunk"):
-        fcn.init_fcn_backbone(net, {**state, "conv1.weight": torch.zeros(64, 3, 3, 3)})
+        fcn_model.init_fcn_backbone(net, {**state, "head.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="a state dict that fits the FCN's ResNet-18 trunk"):
+        fcn_model.init_fcn_backbone(net, {**state, "conv1.weight": torch.zeros(64, 3, 3, 3)})
     with pytest.raises(ValueError, match="state_dict must be a mapping"):
-        fcn.init_fcn_backbone(net, [1, 2])
+        fcn_model.init_fcn_backbone(net, [1, 2])
     # Checkpoints from before BatchNorm counted its batches lack the counters: still accepted.
     old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    fcn.init_fcn_backbone(net, old)
+    fcn_model.init_fcn_backbone(net, old)
     assert torch.equal(net[1].running_var, state["bn1.running_var"])
 
 
 def test_find_resnet18_imagenet_in_a_torch_home_checks_the_sha256_prefix(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     registry = tmp_path / "registry"  # empty: the cache is the only place to look
-    assert fcn.find_resnet18_imagenet(registry) is None
+    assert fcn_model.find_resnet18_imagenet(registry) is None
     _, state = resnet18_state(2)
     blob = tmp_path / "blob.pth"
     torch.save(state, blob)
     prefix = hashlib.sha256(blob.read_bytes()).hexdigest()[:8]
-    monkeypatch.setattr(fcn, "RESNET18_IMAGENET_SHA256_PREFIX", prefix)
+    monkeypatch.setattr(fcn_model, "RESNET18_IMAGENET_SHA256_PREFIX", prefix)
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     target = checkpoints / f"resnet18-{prefix}.pth"
     target.write_bytes(blob.read_bytes())
-    assert fcn.find_resnet18_imagenet(registry) == target
-    loaded = fcn.load_resnet18_imagenet(target)
+    assert fcn_model.find_resnet18_imagenet(registry) == target
+    loaded = fcn_model.load_resnet18_imagenet(target)
     assert loaded.keys() == state.keys() and torch.equal(loaded["fc.weight"], state["fc.weight"])
-    fcn.init_fcn_backbone(fresh_net(), loaded)
+    fcn_model.init_fcn_backbone(fresh_net(), loaded)
     target.write_bytes(blob.read_bytes()[:-10])  # truncated: its sha256 no longer matches the name
     with pytest.raises(WeightsError, match="does not match the sha256 prefix"):
-        fcn.find_resnet18_imagenet(registry)
+        fcn_model.find_resnet18_imagenet(registry)
 
 
 def test_load_resnet18_imagenet_refuses_pickles_and_says_what_to_do_when_absent(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(fcn._weights, "PRETRAINED_DIR", tmp_path / "registry")
+    monkeypatch.setattr(vc_weights, "PRETRAINED_DIR", tmp_path / "registry")
     with pytest.raises(WeightsError, match="offline, build FCN"):
-        fcn.load_resnet18_imagenet()
+        fcn_model.load_resnet18_imagenet()
     evil = tmp_path / "evil.pth"
     torch.save({"model": threading.Lock}, evil)  # a class, not a tensor: weights_only refuses it
     with pytest.raises(WeightsError, match="weights_only=True"):
-        fcn.load_resnet18_imagenet(evil)
+        fcn_model.load_resnet18_imagenet(evil)
 
 
 # --- loss and pictures --------------------------------------------------------------------
@@ -204,12 +209,12 @@ def test_fcn_loss_is_the_books_and_leaves_void_out():
     torch.manual_seed(0)
     scores, labels = torch.randn(3, 21, 8, 12), torch.randint(0, 21, (3, 8, 12))
     book = F.cross_entropy(scores, labels, reduction="none").mean(1).mean(1)
-    torch.testing.assert_close(fcn.fcn_loss(scores, labels), book, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(fcn_model.fcn_loss(scores, labels), book, rtol=1e-6, atol=1e-6)
     void = labels.clone()
     void[0, :4] = 255  # half of image 0 is void: its loss is the mean over the other half
     expected = F.cross_entropy(scores[:1, :, 4:], labels[:1, 4:], reduction="none").mean()
-    torch.testing.assert_close(fcn.fcn_loss(scores, void)[0], expected)
-    assert fcn.fcn_loss(scores[:1], torch.full((1, 8, 12), 255))[0] == 0
+    torch.testing.assert_close(fcn_model.fcn_loss(scores, void)[0], expected)
+    assert fcn_model.fcn_loss(scores[:1], torch.full((1, 8, 12), 255))[0] == 0
 
 
 def test_label2image_and_overlay_use_the_voc_colours():
@@ -222,7 +227,7 @@ def test_label2image_and_overlay_use_the_voc_colours():
     blended = fcn.overlay_mask(photo, pred, alpha=1.0)
     assert blended[0, 0].tolist() == [100, 100, 100]  # background keeps the photo
     assert blended[1, 0].tolist() == list(VOC_COLORMAP[15])
-    with pytest.raises(ValueError, match=r"pred must hold class indices in \[0, 255\]"):
+    with pytest.raises(ValueError, match=r"pred must be class indices in \[0, 255\]"):
         fcn.label2image(torch.tensor([[256]]))
     with pytest.raises(ValueError, match="pred must be an integer"):
         fcn.label2image(torch.zeros(2, 2))
@@ -257,8 +262,8 @@ def test_test_metrics_agree_with_evaluate_fcn_and_voc_metrics(trained, voc_sets)
     assert result["pixel_acc"] == pytest.approx(records[-1].metrics["test_acc"], abs=1e-12)  # both int / int
     assert result["mean_iou"] == pytest.approx(records[-1].metrics["test_mean_iou"], rel=1e-6)  # both float32
     assert len(result["class_iou"]) == 21 and result["loss"] > 0
-    # The same numbers from vision_core.voc's metrics on the same crops.
-    images, labels = fcn._Batcher(test, 5)(range(len(test)))
+    # The same numbers from vision_core.data.voc's metrics on the same crops.
+    images, labels = Batcher(test, 5)(range(len(test)))
     assert images.dtype == torch.uint8  # VOCSegDataset's crops stay uint8 until the device
     pred = fcn.predict_fcn(net, images)
     confmat = confusion_matrix(pred, labels.long(), 21)
@@ -302,7 +307,7 @@ def test_training_is_deterministic_on_cpu_and_leaves_the_global_rng_alone(voc_se
     (a, net_a), (b, net_b), (c, _) = run(1), run(1), run(2)
     assert torch.equal(torch.get_rng_state(), rng)
     assert a.metrics["loss"] == b.metrics["loss"] and np.array_equal(a.preview, b.preview)
-    assert fcn._weights_sha256(net_a) == fcn._weights_sha256(net_b)
+    assert _weights_sha256(net_a) == _weights_sha256(net_b)
     assert a.metrics["loss"] != c.metrics["loss"]  # another seed: other batches and crops
 
 
@@ -312,9 +317,9 @@ def test_float_items_are_taken_as_normalised(voc_sets):
     net = fresh_net().eval()
     torch.manual_seed(0)
     feature, label = train[0]
-    images, _ = fcn._Batcher(train, 0)([0])
+    images, _ = Batcher(train, 0)([0])
     assert images.dtype == torch.uint8
-    x = fcn._as_input(fcn._denormalize(feature)[None], torch.device("cpu"))
+    x = fcn._as_input(imagenet_denormalize(feature)[None], torch.device("cpu"))
     torch.testing.assert_close(x[0], feature, atol=0.02, rtol=0)
     floats = torch.utils.data.TensorDataset(feature[None].repeat(2, 1, 1, 1), label[None].repeat(2, 1, 1))
     records = list(fcn.train_fcn(floats, net=net, epochs=1, batch_size=2, device="cpu"))
@@ -344,19 +349,19 @@ def test_train_fcn_checks_arguments_when_called(kwargs, message):
 def test_train_fcn_checks_data():
     images, labels = squares(4)
     net = fresh_net()
-    with pytest.raises(ValueError, match="train items must have height and width multiples of 32"):
+    with pytest.raises(ValueError, match="train items must be of a height and width that are multiples of 32"):
         fcn.train_fcn((images[..., :50, :], labels[:, :50]), net=net, batch_size=2)
-    with pytest.raises(ValueError, match=r"train labels must have shape \[N, H, W\]"):
+    with pytest.raises(ValueError, match=r"train labels must be of shape \[N, H, W\]"):
         fcn.train_fcn((images, labels[:, :32]), net=net, batch_size=2)
     with pytest.raises(ValueError, match=r"train images must be a tensor of shape \[N, 3, H, W\]"):
         fcn.train_fcn((images[:, :1], labels), net=net, batch_size=2)
     with pytest.raises(ValueError, match="train must be a Dataset"):
         fcn.train_fcn([1, 2, 3], net=net, batch_size=2)
-    with pytest.raises(ValueError, match="test items must have height and width multiples of 32"):
+    with pytest.raises(ValueError, match="test items must be of a height and width that are multiples of 32"):
         fcn.train_fcn((images, labels), (images[..., :40], labels[..., :40]), net=net, batch_size=2)
     bad = labels.clone()
     bad[0, 0, 0] = 30  # neither a class of 21 nor void: found at the first batch, before the device
-    with pytest.raises(ValueError, match=r"train labels must hold class indices in \[0, 20\] or 255"):
+    with pytest.raises(ValueError, match=r"train labels must be class indices in \[0, 20\] or 255"):
         next(fcn.train_fcn((images, bad), net=net, batch_size=4, device="cpu"))
     with pytest.raises(ValueError, match=r"num_classes must be an integer in \[1, 1000\]"):
         fcn.FCN(0)
@@ -409,15 +414,15 @@ def test_save_and_load_round_trip_in_float16(trained, tmp_path):
     from safetensors import safe_open
 
     net, records = trained
-    entry = fcn.save_fcn(net, {**records[-1].metrics, "note": "text is dropped"}, "pytest", data_seed=0,
+    entry = checkpoints.save_fcn(net, {**records[-1].metrics, "note": "text is dropped"}, "pytest", data_seed=0,
                          directory=tmp_path)
-    assert entry.name == fcn.FCN_WEIGHTS and entry.bytes <= 30 * 2**20
+    assert entry.name == checkpoints.FCN_WEIGHTS and entry.bytes <= 30 * 2**20
     assert entry.source["storage"] == "float16" and "note" not in entry.metrics
-    assert get_entry(fcn.FCN_WEIGHTS, tmp_path).metrics["test_acc"] == records[-1].metrics["test_acc"]
+    assert get_entry(checkpoints.FCN_WEIGHTS, tmp_path).metrics["test_acc"] == records[-1].metrics["test_acc"]
     with safe_open(str(tmp_path / entry.file), framework="pt") as f:
         assert f.get_tensor("final_conv.weight").dtype == torch.float16
         assert f.get_tensor("1.num_batches_tracked").dtype == torch.int64
-    loaded, row = fcn.load_fcn(directory=tmp_path)
+    loaded, row = checkpoints.load_fcn(directory=tmp_path)
     assert row == entry and not loaded.training and loaded.num_classes == 21
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     image = torch.randint(0, 256, (1, 3, H, W), dtype=torch.uint8)
@@ -433,9 +438,18 @@ def test_load_fcn_rejects_foreign_weights(tmp_path):
 
     save_weights("other", {"w": torch.zeros(2)}, license="x", source={}, metrics={}, directory=tmp_path)
     with pytest.raises(WeightsError, match="not an FCN's"):
-        fcn.load_fcn("other", directory=tmp_path)
+        checkpoints.load_fcn("other", directory=tmp_path)
     with pytest.raises(WeightsError, match="unknown weights"):
-        fcn.load_fcn("missing", directory=tmp_path)
+        checkpoints.load_fcn("missing", directory=tmp_path)
+
+
+def test_load_fcn_leaves_the_global_rng_alone(tmp_path):
+    checkpoints.save_fcn(fresh_net(num_classes=2), {}, "cmd", 0, directory=tmp_path)
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    checkpoints.load_fcn(directory=tmp_path)
+    assert torch.equal(torch.rand(1), expected)
 
 
 def test_load_torchvision_fcn_resnet50_from_a_local_state_dict(tmp_path):
@@ -445,7 +459,7 @@ def test_load_torchvision_fcn_resnet50_from_a_local_state_dict(tmp_path):
     reference = fcn_resnet50(weights=None, weights_backbone=None, aux_loss=True).eval()
     path = tmp_path / "fcn_resnet50_coco.pth"
     torch.save(reference.state_dict(), path)
-    net = fcn.load_torchvision_fcn_resnet50(path)
+    net = fcn_model.load_torchvision_fcn_resnet50(path)
     assert not net.training
     assert torch.equal(net.classifier[4].weight, reference.classifier[4].weight)
     assert torch.equal(net.aux_classifier[4].bias, reference.aux_classifier[4].bias)
@@ -453,9 +467,9 @@ def test_load_torchvision_fcn_resnet50_from_a_local_state_dict(tmp_path):
     assert fcn.predict_fcn(net, image).shape == (40, 52)
     torch.save({"classifier.4.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
     with pytest.raises(WeightsError, match="does not fit torchvision's fcn_resnet50"):
-        fcn.load_torchvision_fcn_resnet50(tmp_path / "wrong.pth")
+        fcn_model.load_torchvision_fcn_resnet50(tmp_path / "wrong.pth")
     with pytest.raises(WeightsError, match="is not a file"):
-        fcn.load_torchvision_fcn_resnet50(tmp_path / "absent.pth")
+        fcn_model.load_torchvision_fcn_resnet50(tmp_path / "absent.pth")
 
 
 # --- the script and DistributedDataParallel -------------------------------------------------
@@ -464,7 +478,7 @@ def test_ddp_on_two_cpu_processes_agrees_across_ranks(voc_dir, tmp_path):
     report = tmp_path / "report"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-               "-m", "vision_core.fcn", "--voc-dir", str(voc_dir), "--crop", str(H), str(W), "--epochs", "1",
+               "-m", "vision_core", "train", "fcn", "--voc-dir", str(voc_dir), "--crop", str(H), str(W), "--epochs", "1",
                "--batch-size", "4", "--device", "cpu", "--backbone", "none", "--report-dir", str(report)]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -478,14 +492,14 @@ def test_ddp_on_two_cpu_processes_agrees_across_ranks(voc_dir, tmp_path):
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
 
 
-def test_script_option_errors_exit_with_status_2(capsys):
+def test_train_fcn_option_errors_exit_with_status_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        fcn.ddp_main(["--crop", "50", "96"])
+        main(["train", "fcn", "--crop", "64", "96", "--epochs", "0"])
     assert exit_info.value.code == 2
-    assert "--crop H W must be multiples of 32" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        fcn.ddp_main(["--epochs", "0"])
-    assert r"--epochs must be an integer in [1, 500]" in capsys.readouterr().err
+    assert "--epochs: epochs must be an integer in [1, 500], got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "fcn", "--crop", "50", "96"])
+    assert exit_info.value.code == 2 and "--crop H W must be multiples of 32" in capsys.readouterr().err
 
 
 def test_fcn_imports_with_torch_alone():
@@ -499,8 +513,6 @@ def test_fcn_imports_with_torch_alone():
 
 def test_cli_train_fcn_forwards_to_the_script_and_segment_uses_the_weights(voc_dir, tmp_path, capsys):
     from PIL import Image
-
-    from vision_core.__main__ import main
 
     assert main(["train", "fcn", "--voc-dir", str(voc_dir), "--crop", str(H), str(W), "--epochs", "1",
                  "--batch-size", "4", "--device", "cpu", "--save", "fcn_resnet18_synthetic",
@@ -531,8 +543,6 @@ def test_cli_train_fcn_forwards_to_the_script_and_segment_uses_the_weights(voc_d
 def test_cli_segment_and_data_voc_explain_what_is_missing(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
-    from vision_core.__main__ import main
-
     photo = tmp_path / "photo.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
     assert main(["segment", str(photo), "--weights-dir", str(tmp_path)]) == 1
@@ -549,9 +559,9 @@ def test_cli_segment_and_data_voc_explain_what_is_missing(tmp_path, capsys, monk
 
 def test_shipped_checkpoint_meets_the_bar_on_the_synthetic_validation_split():
     """Issue 5's bar (mIoU >= 0.90, pixel accuracy >= 0.97), measured again from the file (float16 on disk)."""
-    from vision_core.voc import synthetic_voc_dir
+    from vision_core.data.voc_synthetic import synthetic_voc_dir
 
-    net, entry = fcn.load_fcn()
+    net, entry = checkpoints.load_fcn()
     assert entry.bytes <= 30 * 2**20 and entry.source["storage"] == "float16" and entry.source["trunk"]
     val = VOCSegDataset(False, (320, 480), synthetic_voc_dir(0))  # generated on first use, seed 0
     assert len(val) == 100

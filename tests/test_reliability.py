@@ -241,7 +241,7 @@ def test_uploads_over_the_size_limit_are_refused_with_the_limit(client, tmp_path
 def test_corrupt_or_truncated_weights_give_a_message_and_the_documented_fallback(monkeypatch, tmp_path):
     import shutil
 
-    from panels import segmentation as SEG
+    from panels.segmentation import models as SEG
     from vision_core import weights
 
     copy = tmp_path / "pretrained"
@@ -254,14 +254,14 @@ def test_corrupt_or_truncated_weights_give_a_message_and_the_documented_fallback
     fcn_file.write_bytes(bytes(data))
     monkeypatch.setattr(weights, "PRETRAINED_DIR", copy)
     monkeypatch.setattr(weights, "torch_cache_dir", lambda: tmp_path / "no-cache")
-    monkeypatch.setattr(SSD, "_shipped", {})
-    monkeypatch.setattr(SEG, "_shipped", {})
+    monkeypatch.setattr(SSD.sessions, "_shipped", None)
+    monkeypatch.setattr(SEG.sessions, "_shipped", None)
     from collections import OrderedDict
 
-    monkeypatch.setattr(SSD, "_session_nets", OrderedDict())  # no network trained by an earlier test
-    net, text = SSD.shipped_model()
+    monkeypatch.setattr(SSD.sessions, "_trained", OrderedDict())  # no network trained by an earlier test
+    net, text = SSD.sessions.shipped()
     assert net is None and "truncated" in text and "train one below" in text  # the SSD tab's Train is the fallback
-    net, text = SEG.shipped_model()
+    net, text = SEG.sessions.shipped()
     assert net is None and "the file is corrupt" in text
     import gradio as gr
 

@@ -1,6 +1,7 @@
 """The SSD panel through its API: detection with the shipped checkpoint, training streamed and stopped."""
 
 import re
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def test_detect_finds_the_banana_with_the_shipped_checkpoint(client, tmp_path):
     rows = table["data"]
     assert len(rows) >= 1 and rows[0][0] == 0 and rows[0][1] >= 0.9
     # the top detection overlaps the generated banana's true box
-    from vision_core.bananas import generate_bananas, read_bananas
+    from vision_core.data.bananas import generate_bananas, read_bananas
     generate_bananas(tmp_path / "b", num_train=1, num_val=1)
     _, labels = read_bananas(tmp_path / "b", "val")
     truth = (labels[0, 0, 1:] * 256).tolist()
@@ -81,7 +82,7 @@ def test_stop_ends_training_within_a_batch(client):
     # than one batch may begin after Stop (the one whose check had just passed).
     from vision_core import ssd
 
-    with counting_steps(ssd, "_train_step", S._stops) as batches:
+    with counting_steps(ssd._SSDEpochs, "train_batch", S.sessions.stops) as batches:
         job = client.submit(5, 32, 0.2, 1000, api_name="/ssd_train")
         assert batches.first_done.wait(HANG_GUARD), "training never started"
         assert "Stopping" in client.predict(api_name="/ssd_stop")
@@ -99,9 +100,9 @@ def test_missing_or_corrupt_checkpoint_offers_training(monkeypatch):
         raise WeightsError(f"weights {name!r} at pretrained/x do not match the manifest's sha256: the file is corrupt")
 
     monkeypatch.setattr(S, "load_tiny_ssd", broken)
-    monkeypatch.setattr(S, "_shipped", {})
-    monkeypatch.setattr(S, "_session_nets", S.OrderedDict())
-    net, text = S.shipped_model()
+    monkeypatch.setattr(S.sessions, "_shipped", None)
+    monkeypatch.setattr(S.sessions, "_trained", OrderedDict())
+    net, text = S.sessions.shipped()
     assert net is None and "corrupt" in text and "train one below" in text
     import gradio as gr
 
@@ -114,7 +115,7 @@ def test_panel_train_generator_streams_and_stops_without_the_tab():
     curves, preview, status = frames[-1]
     assert status.startswith("**Done.**") and preview is not None and preview.shape[2] == 3
     assert len(curves.data) >= 2  # train and val curves of the book's two metrics
-    assert S.active_model(None)[1].startswith("trained here: 1 epoch(s) on 10 images")
+    assert S.sessions.active(None)[1].startswith("trained here: 1 epoch(s) on 10 images")
     assert "Nothing is training" in S.stop_training(None) or "Stopping" in S.stop_training(None)
 
 
@@ -126,9 +127,3 @@ def test_panel_detect_refuses_bad_images(image, message):
     with pytest.raises(gr.Error, match=message):
         S.detect(image, 0.9)
 
-
-def test_trained_nets_are_kept_for_recent_sessions_only(monkeypatch):
-    monkeypatch.setattr(S, "_session_nets", S.OrderedDict())
-    for i in range(S.MAX_SESSION_NETS + 3):
-        S._remember(f"s{i}", object(), f"net {i}")
-    assert list(S._session_nets) == [f"s{i}" for i in range(3, S.MAX_SESSION_NETS + 3)]

@@ -23,7 +23,6 @@ LAYERS = [1.0] * 5
 def style_url(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))  # no VGG-19 here, whatever the machine has
-    mp.setattr(S, "_stops", S.StopFlags())
     with serving(S.build) as url:
         yield url
     mp.undo()
@@ -114,24 +113,26 @@ def test_bad_settings_get_a_message_and_the_next_run_works(app, tmp_path, change
 
 
 @pytest.mark.parametrize("position, value, message", [
-    (3, float("nan"), "content weight must be a number"),
-    (4, float("inf"), r"style weight \(log10\) must be a number"),
-    (5, float("-inf"), r"TV weight \(log10\) must be a number"),
-    (6, "fast", "learning rate must be a number"),
-    (7, 0, r"steps must be a number in \[1, 2000\]"),
-    (8, 10**6, r"height must be a number in \[32, 768\]"),
-    (10, -1.0, r"style layer weight 1 must be a number in \[0, 4\]"),
-    (2, "resnet", "network must be one of vgg19, efficientnet_lite0"),
-    (9, "yes", "balance must be true or false"),
+    (3, float("nan"), r"content_weight must be .*, got nan"),
+    (4, float("inf"), r"style_weight must be .*, got inf"),  # 10 ** style_log10
+    (5, float("-inf"), r"tv_weight must be .*, got 0\.0"),  # 10 ** tv_log10
+    (6, "fast", r"lr must be .*, got 'fast'"),
+    (7, 0, r"steps must be an integer in \[1, 10000\], got 0"),
+    (8, 10**6, r"image_shape\[0\] \(height\) must be an integer in .*, got 1000000"),
+    (10, -1.0, r"style_layer_weights\[0\] must be .*, got -1\.0"),
+    (2, "resnet", r"network must be one of .*vgg19.*efficientnet_lite0.*, got 'resnet'"),
+    (9, "yes", r"balance_style_layers must be True or False, got 'yes'"),
 ])
 def test_non_finite_and_wrong_types_get_a_message(position, value, message):
-    # JSON cannot carry NaN or inf, so these are called directly, as Gradio would call them.
+    # JSON cannot carry NaN or inf, so these are called directly, as Gradio would call them; the
+    # page's sliders bind every one, so the message is style_transfer's own check, in both languages.
     import gradio as gr
 
     values = [photo(), photo(seed=1), "efficientnet_lite0", 1.0, 4.0, 1.0, 0.1, 3, 48, True, *LAYERS]
     values[position] = value
-    with pytest.raises(gr.Error, match=message):
+    with pytest.raises(gr.Error, match=message) as err:
         next(S.run(*values))
+    assert "\n输入有误" in err.value.message  # the Chinese page's line
 
 
 def test_stop_ends_the_run_and_keeps_the_image(style_url, tmp_path):
@@ -183,7 +184,7 @@ def test_a_loss_that_turns_nan_stops_with_a_message_and_the_last_good_image(monk
     import torch
     from torch import nn
 
-    from vision_core.style import FeatureTaps, STYLE_NETWORKS
+    from vision_core.models.style_networks import FeatureTaps, STYLE_NETWORKS
 
     from tests.test_style import _NaNAfter
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from benchmarks.common import cpu_description, machine_line
-from panels.common import Pace, pace_text
+from panels.streaming import Pace, pace_text
 
 
 @pytest.mark.parametrize("done, total, elapsed, unit, since, text", [

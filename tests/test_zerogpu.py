@@ -50,8 +50,8 @@ PROBE = textwrap.dedent('''
             photo, photo, "vgg19", 1, 4, 1, 0.3, "many", 300, False, 1, 1, 1, 1, 1),
         "ssd 20 epochs of 1000": wrapped["panels.ssd.train"].zero_gpu_duration(20, 32, 0.2, 1000, "sgd"),
         "ssd 1 epoch of 10": wrapped["panels.ssd.train"].zero_gpu_duration(1, 32, 0.2, 10, "sgd"),
-        "fcn 5 epochs of 600": wrapped["panels.segmentation.train"].zero_gpu_duration(5, 32, 0.001, 600, "sgd",
-                                                                                       "320x480"),
+        "fcn 5 epochs of 600": wrapped["panels.segmentation.training.train"].zero_gpu_duration(
+            5, 32, 0.001, 600, "sgd", "320x480"),
     }
     print(json.dumps({"wrapped": sorted(wrapped), "seconds": seconds}))
 ''')
@@ -66,7 +66,7 @@ def test_with_spaces_the_heavy_jobs_ask_for_fitted_durations(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["wrapped"] == ["panels.segmentation.train", "panels.ssd.train", "panels.style.run"]
+    assert result["wrapped"] == ["panels.segmentation.training.train", "panels.ssd.train", "panels.style.run"]
     s = result["seconds"]
     assert zerogpu.MIN_SECONDS <= s["style 50 steps at 96"] < s["style 500 steps at 300"] < 60
     assert s["style 500 steps at 300"] < s["style 2000 steps at 768"] <= zerogpu.MAX_SECONDS
@@ -75,7 +75,7 @@ def test_with_spaces_the_heavy_jobs_ask_for_fitted_durations(tmp_path):
     assert zerogpu.MIN_SECONDS < s["fcn 5 epochs of 600"] <= zerogpu.MAX_SECONDS
     recorded = [json.loads(line) for line in record.read_text().splitlines()]
     assert {(r["module"], r["name"]) for r in recorded} == {("panels.style", "run"), ("panels.ssd", "train"),
-                                                            ("panels.segmentation", "train")}
+                                                            ("panels.segmentation.training", "train")}
 
 
 def test_without_spaces_nothing_is_wrapped(monkeypatch):

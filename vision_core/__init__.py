@@ -34,7 +34,7 @@ from .fcn import FCN, predict_fcn, train_fcn
 from .ssd import TinySSD, predict, train_ssd
 from .style import content_loss, gram, style_loss, style_transfer, tv_loss
 from .transposed import bilinear_kernel, trans_conv, trans_conv2d
-from .voc import VOC_CLASSES, VOC_COLORMAP, VOCSegDataset, load_data_voc, read_voc_images
+from .data.voc import VOC_CLASSES, VOC_COLORMAP, VOCSegDataset, load_data_voc, read_voc_images
 
 __all__ = [
     # boxes (d2l 14.3)

@@ -19,14 +19,15 @@ algorithms one step at a time, in Python, for stepping through them in the dashb
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Real
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import torch
 import torchvision
 from torch import Tensor
 
+from ._checks import ArgumentError, check_real, describe
 from .boxes import _check_boxes, box_center_to_corner, box_corner_to_center, box_iou
 
 __all__ = [
@@ -48,32 +49,27 @@ __all__ = [
 
 # --- argument checks ------------------------------------------------------------------------
 
-def _check_unit(value: float, name: str) -> float:
-    scalar = isinstance(value, Real) or (isinstance(value, Tensor) and value.numel() == 1)
-    if isinstance(value, bool) or not scalar:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
+def _check_unit(value: Any, name: str) -> float:
+    # A one-element tensor counts as its number: thresholds often come out of tensor arithmetic.
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    return check_real(value, name, 0, 1)
 
 
 def _check_positive_list(values: Sequence[float], name: str, device: torch.device) -> Tensor:
     try:
         floats = [float(v) for v in values]
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-empty list of numbers > 0, got {values!r}") from None
+        raise ArgumentError(name, "a non-empty list of numbers > 0", repr(values)) from None
     if not floats or not all(math.isfinite(v) and v > 0 for v in floats):
-        raise ValueError(f"{name} must be a non-empty list of finite numbers > 0, got {values!r}")
+        raise ArgumentError(name, "a non-empty list of finite numbers > 0", repr(values))
     # Python floats, like the book's d2l.tensor(sizes): the default dtype.
     return torch.tensor(floats, device=device)
 
 
-def _check_matrix(boxes: Tensor, name: str, width: int = 4) -> None:
-    if not isinstance(boxes, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape [N, {width}], got {type(boxes).__name__}")
-    if boxes.dim() != 2 or boxes.shape[-1] != width:
-        raise ValueError(f"{name} must have shape [N, {width}], got {tuple(boxes.shape)}")
+def _check_matrix(boxes: Tensor, name: str) -> None:
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ArgumentError(name, "a torch.Tensor of shape [N, 4]", describe(boxes))
 
 
 def _squeeze_anchors(anchors: Tensor) -> Tensor:
@@ -81,24 +77,23 @@ def _squeeze_anchors(anchors: Tensor) -> Tensor:
     if isinstance(anchors, Tensor) and anchors.dim() == 3 and anchors.shape[0] == 1:
         anchors = anchors[0]
     if not isinstance(anchors, Tensor) or anchors.dim() != 2 or anchors.shape[-1] != 4:
-        shape = tuple(anchors.shape) if isinstance(anchors, Tensor) else type(anchors).__name__
-        raise ValueError(f"anchors must have shape [1, A, 4] or [A, 4], got {shape}")
+        raise ArgumentError("anchors", "a torch.Tensor of shape [1, A, 4] or [A, 4]", describe(anchors))
     return anchors
 
 
 def _nms_dtype(boxes: Tensor, scores: Tensor) -> torch.dtype:
     dtype = torch.promote_types(boxes.dtype, scores.dtype)
     if not dtype.is_floating_point:
-        raise ValueError(f"boxes and scores must be floating point, got {boxes.dtype} and {scores.dtype}")
+        raise ArgumentError("boxes and scores", "floating point", f"{boxes.dtype} and {scores.dtype}")
     # torchvision's CPU kernel has no 16-bit version.
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tuple[Tensor, Tensor, float]:
+def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor, float]:
     _check_matrix(boxes, "boxes")
     if not isinstance(scores, Tensor) or scores.shape != boxes.shape[:1]:
-        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-        raise ValueError(f"scores must have shape [N] = [{boxes.shape[0]}] to match boxes, got {shape}")
+        raise ArgumentError("scores", f"a torch.Tensor of shape [N] = [{boxes.shape[0]}] to match boxes",
+                            describe(scores))
     threshold = _check_unit(iou_threshold, "iou_threshold")
     dtype = _nms_dtype(boxes, scores)
     return boxes.to(dtype), scores.to(dtype), threshold
@@ -127,8 +122,7 @@ def multibox_prior(data: Tensor, sizes: Sequence[float], ratios: Sequence[float]
         ``data.device``, like the book.
     """
     if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[-1] == 0 or data.shape[-2] == 0:
-        shape = tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__
-        raise ValueError(f"data must be a tensor of shape [..., H, W] with H, W >= 1, got {shape}")
+        raise ArgumentError("data", "a tensor of shape [..., H, W] with H, W >= 1", describe(data))
     in_height, in_width = data.shape[-2:]
     device = data.device
     size_t = _check_positive_list(sizes, "sizes", device)
@@ -154,7 +148,7 @@ def multibox_prior(data: Tensor, sizes: Sequence[float], ratios: Sequence[float]
 # --- labelling anchors ----------------------------------------------------------------------
 
 def assign_anchor_to_bbox(
-    ground_truth: Tensor, anchors: Tensor, device: Optional[torch.device], iou_threshold: float = 0.5
+    ground_truth: Tensor, anchors: Tensor, device: torch.device | None, iou_threshold: float = 0.5
 ) -> Tensor:
     """Assign a ground-truth box to each anchor, or ``-1`` (the book's ``assign_anchor_to_bbox``).
 
@@ -185,7 +179,7 @@ def assign_anchor_to_bbox(
 
 
 def assign_anchor_to_bbox_batch(
-    ground_truth: Tensor, anchors: Tensor, iou_threshold: float = 0.5, valid: Optional[Tensor] = None
+    ground_truth: Tensor, anchors: Tensor, iou_threshold: float = 0.5, valid: Tensor | None = None
 ) -> Tensor:
     """:func:`assign_anchor_to_bbox` for a batch of images with padded box lists.
 
@@ -203,15 +197,14 @@ def assign_anchor_to_bbox_batch(
         for background.
     """
     if not isinstance(ground_truth, Tensor) or ground_truth.dim() != 3 or ground_truth.shape[-1] != 4:
-        shape = tuple(ground_truth.shape) if isinstance(ground_truth, Tensor) else type(ground_truth).__name__
-        raise ValueError(f"ground_truth must have shape [B, G, 4], got {shape}")
+        raise ArgumentError("ground_truth", "a torch.Tensor of shape [B, G, 4]", describe(ground_truth))
     _check_matrix(anchors, "anchors")
     threshold = _check_unit(iou_threshold, "iou_threshold")
     if valid is None:
         valid = torch.ones(ground_truth.shape[:2], dtype=torch.bool, device=ground_truth.device)
     elif not isinstance(valid, Tensor) or valid.shape != ground_truth.shape[:2]:
-        shape = tuple(valid.shape) if isinstance(valid, Tensor) else type(valid).__name__
-        raise ValueError(f"valid must have shape [B, G] = {tuple(ground_truth.shape[:2])}, got {shape}")
+        raise ArgumentError("valid", f"a torch.Tensor of shape [B, G] = {list(ground_truth.shape[:2])}",
+                            describe(valid))
     jaccard = box_iou(anchors, ground_truth)  # [A, 4] x [B, G, 4] -> [B, A, G]
     return _assign_from_iou(jaccard, valid.to(device=jaccard.device, dtype=torch.bool), threshold)
 
@@ -259,7 +252,7 @@ def _assign_from_iou(jaccard: Tensor, valid: Tensor, threshold: float) -> Tensor
     return out
 
 
-def _greedy_candidates(jaccard: Tensor) -> Tuple[Tensor, Tensor]:
+def _greedy_candidates(jaccard: Tensor) -> tuple[Tensor, Tensor]:
     """Rows of ``jaccard [B, A, G]`` that the greedy phase can pick, in anchor order.
 
     Before a pick from column ``j``, at most ``G - 1`` rows have been discarded, so the row
@@ -338,7 +331,7 @@ def offset_inverse(anchors: Tensor, offset_preds: Tensor) -> Tensor:
 
 # --- training targets -----------------------------------------------------------------------
 
-def multibox_target(anchors: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def multibox_target(anchors: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Class labels and offset targets of every anchor (the book's ``multibox_target``).
 
     Rows of ``labels`` whose class is negative are padding (the banana reader pads with
@@ -356,8 +349,8 @@ def multibox_target(anchors: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Te
     """
     anchors = _squeeze_anchors(anchors)
     if not isinstance(labels, Tensor) or labels.dim() != 3 or labels.shape[-1] != 5:
-        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-        raise ValueError(f"labels must have shape [B, G, 5] (rows class, x1, y1, x2, y2), got {shape}")
+        raise ArgumentError("labels", "a torch.Tensor of shape [B, G, 5] (rows class, x1, y1, x2, y2)",
+                            describe(labels))
     batch = labels.shape[0]
     labels = labels.to(anchors.device)
     if labels.shape[1] == 0:
@@ -428,14 +421,14 @@ def multibox_detection(
     """
     anchors = _squeeze_anchors(anchors)
     if not isinstance(cls_probs, Tensor) or cls_probs.dim() != 3 or cls_probs.shape[1] < 2:
-        shape = tuple(cls_probs.shape) if isinstance(cls_probs, Tensor) else type(cls_probs).__name__
-        raise ValueError(f"cls_probs must have shape [B, C + 1, A] with C >= 1, got {shape}")
+        raise ArgumentError("cls_probs", "a torch.Tensor of shape [B, C + 1, A] with C >= 1", describe(cls_probs))
     batch, _, num_anchors = cls_probs.shape
     if num_anchors != anchors.shape[0]:
-        raise ValueError(f"cls_probs has {num_anchors} anchors but anchors has {anchors.shape[0]}")
+        raise ArgumentError("cls_probs", f"[B, C + 1, A] with A = {anchors.shape[0]}, the number of anchors",
+                            f"A = {num_anchors}")
     if not isinstance(offset_preds, Tensor) or offset_preds.numel() != batch * num_anchors * 4:
-        shape = tuple(offset_preds.shape) if isinstance(offset_preds, Tensor) else type(offset_preds).__name__
-        raise ValueError(f"offset_preds must have shape [B, A * 4] = [{batch}, {num_anchors * 4}], got {shape}")
+        raise ArgumentError("offset_preds", f"a torch.Tensor of shape [B, A * 4] = [{batch}, {num_anchors * 4}]",
+                            describe(offset_preds))
     nms_threshold = _check_unit(nms_threshold, "nms_threshold")
     pos_threshold = _check_unit(pos_threshold, "pos_threshold")
 
@@ -453,7 +446,7 @@ def multibox_detection(
     return torch.cat([c.to(out_dtype) for c in columns], dim=-1)
 
 
-def _nms_order(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tuple[Tensor, Tensor]:
+def _nms_order(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor]:
     """Class-agnostic NMS in each image of ``boxes [B, A, 4]``, in one ``batched_nms`` call.
 
     Returns:
@@ -500,11 +493,11 @@ class NMSStep:
     step: int
     chosen: int
     score: float
-    suppressed: Tuple[Tuple[int, float], ...]
-    remaining: Tuple[int, ...]
+    suppressed: tuple[tuple[int, float], ...]
+    remaining: tuple[int, ...]
 
 
-def nms_trace(boxes: Tensor, scores: Tensor, iou_threshold: float) -> List[NMSStep]:
+def nms_trace(boxes: Tensor, scores: Tensor, iou_threshold: float) -> list[NMSStep]:
     """The book's NMS, one :class:`NMSStep` per box kept; same result as :func:`nms`.
 
     Args:
@@ -513,12 +506,12 @@ def nms_trace(boxes: Tensor, scores: Tensor, iou_threshold: float) -> List[NMSSt
         iou_threshold (float): in ``[0, 1]``.
 
     Returns:
-        List[NMSStep]: the ``chosen`` indices, in order, are :func:`nms`'s output.
+        list[NMSStep]: the ``chosen`` indices, in order, are :func:`nms`'s output.
     """
     boxes, scores, threshold = _check_nms_args(boxes, scores, iou_threshold)
     boxes, scores = boxes.cpu(), scores.cpu()
     remaining = torch.sort(scores, descending=True, stable=True).indices.tolist()
-    steps: List[NMSStep] = []
+    steps: list[NMSStep] = []
     while remaining:
         chosen, rest = remaining[0], remaining[1:]
         # Compared in float64, like torchvision's kernel compares its IoU with the threshold.
@@ -547,8 +540,8 @@ class GreedyStep:
     anchor: int
     gt: int
     iou: float
-    discarded_rows: Tuple[int, ...]
-    discarded_columns: Tuple[int, ...]
+    discarded_rows: tuple[int, ...]
+    discarded_columns: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -563,13 +556,13 @@ class ThresholdStep:
     """
 
     threshold: float
-    assigned: Tuple[Tuple[int, int, float], ...]
-    assignment: Tuple[int, ...]
+    assigned: tuple[tuple[int, int, float], ...]
+    assignment: tuple[int, ...]
 
 
 def assign_anchor_trace(
     ground_truth: Tensor, anchors: Tensor, iou_threshold: float = 0.5
-) -> List[Union[GreedyStep, ThresholdStep]]:
+) -> list[GreedyStep | ThresholdStep]:
     """The book's anchor labelling, step by step; same result as :func:`assign_anchor_to_bbox`.
 
     Args:
@@ -578,7 +571,7 @@ def assign_anchor_trace(
         iou_threshold (float): in ``[0, 1]``.
 
     Returns:
-        List: ``G`` :class:`GreedyStep` (none without anchors), then one
+        list[GreedyStep | ThresholdStep]: ``G`` :class:`GreedyStep` (none without anchors), then one
         :class:`ThresholdStep` whose ``assignment`` is the final labelling.
     """
     _check_matrix(ground_truth, "ground_truth")
@@ -587,10 +580,10 @@ def assign_anchor_trace(
     jaccard = box_iou(anchors.cpu(), ground_truth.cpu())  # [A, G]
     num_anchors, num_gt = jaccard.shape
     assignment = [-1] * num_anchors
-    steps: List[Union[GreedyStep, ThresholdStep]] = []
+    steps: list[GreedyStep | ThresholdStep] = []
     work = jaccard.clone()
-    rows: dict = {}  # insertion-ordered sets
-    cols: dict = {}
+    rows: dict[int, None] = {}  # insertion-ordered sets
+    cols: dict[int, None] = {}
     for step in range(num_gt if num_anchors else 0):
         anchor, gt = divmod(int(work.argmax()), num_gt)  # the first largest, anchor-major
         iou = float(work[anchor, gt])

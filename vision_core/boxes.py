@@ -13,10 +13,12 @@ over boxes in Python.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from ._checks import ArgumentError, check_choice, describe
 
 __all__ = [
     "BOX_FORMATS",
@@ -36,10 +38,9 @@ BOX_FORMATS = ("xyxy", "cxcywh", "xywh")
 
 
 def _check_boxes(boxes: Tensor, name: str = "boxes") -> None:
-    if not isinstance(boxes, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape [..., 4], got {type(boxes).__name__}")
-    if boxes.dim() == 0 or boxes.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")
+    # The one box check: anchors.py uses it too.
+    if not isinstance(boxes, Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ArgumentError(name, "a torch.Tensor of shape [..., 4]", describe(boxes))
 
 
 def _upcast(t: Tensor) -> Tensor:
@@ -67,15 +68,10 @@ def box_corner_to_center(boxes: Tensor) -> Tensor:
 
 
 def box_center_to_corner(boxes: Tensor) -> Tensor:
-    """Convert boxes from center ``(cx, cy, w, h)`` to corner ``(x1, y1, x2, y2)`` format.
+    """``Tensor[..., 4]`` center ``(cx, cy, w, h)`` -> ``Tensor[..., 4]`` corner ``(x1, y1, x2, y2)``.
 
-    The exact inverse of :func:`box_corner_to_center` (up to floating-point rounding).
-
-    Args:
-        boxes (Tensor[..., 4]): boxes in ``cxcywh`` format.
-
-    Returns:
-        Tensor[..., 4]: the same boxes in ``xyxy`` format.
+    The book's ``box_center_to_corner``: the exact inverse of :func:`box_corner_to_center` (up to
+    floating-point rounding).
     """
     _check_boxes(boxes)
     cx, cy, w, h = boxes.unbind(-1)
@@ -83,31 +79,17 @@ def box_center_to_corner(boxes: Tensor) -> Tensor:
 
 
 def box_corner_to_xywh(boxes: Tensor) -> Tensor:
-    """Convert boxes from corner ``(x1, y1, x2, y2)`` to corner+size ``(x1, y1, w, h)``.
-
-    Args:
-        boxes (Tensor[..., 4]): boxes in ``xyxy`` format.
-
-    Returns:
-        Tensor[..., 4]: the same boxes in ``xywh`` format.
-    """
+    """``Tensor[..., 4]`` corner ``(x1, y1, x2, y2)`` -> ``Tensor[..., 4]`` corner+size ``(x1, y1, w, h)``."""
     _check_boxes(boxes)
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    return torch.stack((x1, y1, x2 - x1, y2 - y1), dim=-1)
+    top_left = boxes[..., :2]
+    return torch.cat((top_left, boxes[..., 2:] - top_left), dim=-1)
 
 
 def box_xywh_to_corner(boxes: Tensor) -> Tensor:
-    """Convert boxes from corner+size ``(x1, y1, w, h)`` to corner ``(x1, y1, x2, y2)``.
-
-    Args:
-        boxes (Tensor[..., 4]): boxes in ``xywh`` format.
-
-    Returns:
-        Tensor[..., 4]: the same boxes in ``xyxy`` format.
-    """
+    """``Tensor[..., 4]`` corner+size ``(x1, y1, w, h)`` -> ``Tensor[..., 4]`` corner ``(x1, y1, x2, y2)``."""
     _check_boxes(boxes)
-    x, y, w, h = boxes.unbind(-1)
-    return torch.stack((x, y, x + w, y + h), dim=-1)
+    top_left = boxes[..., :2]
+    return torch.cat((top_left, top_left + boxes[..., 2:]), dim=-1)
 
 
 _TO_CORNER = {"xyxy": lambda b: b, "cxcywh": box_center_to_corner, "xywh": box_xywh_to_corner}
@@ -127,9 +109,8 @@ def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
     Returns:
         Tensor[..., 4]: boxes in ``out_fmt``; a copy even when the formats are equal.
     """
-    for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
-        if fmt not in BOX_FORMATS:
-            raise ValueError(f"{name} must be one of {', '.join(BOX_FORMATS)}, got {fmt!r}")
+    check_choice(in_fmt, "in_fmt", BOX_FORMATS)
+    check_choice(out_fmt, "out_fmt", BOX_FORMATS)
     _check_boxes(boxes)
     if in_fmt == out_fmt:
         return boxes.clone()
@@ -172,9 +153,8 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     _check_boxes(boxes1, "boxes1")
     _check_boxes(boxes2, "boxes2")
     if boxes1.dim() < 2 or boxes2.dim() < 2:
-        raise ValueError(
-            f"box_iou takes boxes1 [..., N, 4] and boxes2 [..., M, 4], got {tuple(boxes1.shape)} and {tuple(boxes2.shape)}"
-        )
+        raise ArgumentError("boxes1 and boxes2", "Tensor[..., N, 4] and Tensor[..., M, 4]",
+                            f"{describe(boxes1)} and {describe(boxes2)}")
     out_dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
     b1 = _upcast(boxes1)[..., :, None, :]  # [..., N, 1, 4]
     b2 = _upcast(boxes2)[..., None, :, :]  # [..., 1, M, 4]
@@ -203,7 +183,7 @@ def clip_boxes_to_image(boxes: Tensor, size: Sequence[int]) -> Tensor:
 
     Args:
         boxes (Tensor[..., 4]): boxes in ``xyxy`` format.
-        size (Tuple[height, width]): the image size.
+        size (tuple[int, int]): the image size ``(height, width)``.
 
     Returns:
         Tensor[..., 4]: the clipped boxes.
@@ -215,13 +195,13 @@ def clip_boxes_to_image(boxes: Tensor, size: Sequence[int]) -> Tensor:
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
-def _check_size(size: Sequence[float]) -> Tuple[float, float]:
+def _check_size(size: Sequence[float]) -> tuple[float, float]:
     try:
         height, width = (float(s) for s in size)
     except (TypeError, ValueError):
-        raise ValueError(f"size must be (height, width), got {size!r}") from None
+        raise ArgumentError("size", "(height, width)", repr(size)) from None
     if not (height > 0 and width > 0):
-        raise ValueError(f"size must be (height, width) with both > 0, got {size!r}")
+        raise ArgumentError("size", "(height, width) with both > 0", repr(size))
     return height, width
 
 
@@ -236,7 +216,7 @@ def normalize_boxes(boxes: Tensor, size: Sequence[float]) -> Tensor:
 
     Args:
         boxes (Tensor[..., 4]): boxes in pixels, any format.
-        size (Tuple[height, width]): the image size in pixels.
+        size (tuple[float, float]): the image size ``(height, width)`` in pixels.
 
     Returns:
         Tensor[..., 4]: x-values divided by ``width``, y-values by ``height``.
@@ -250,7 +230,7 @@ def denormalize_boxes(boxes: Tensor, size: Sequence[float]) -> Tensor:
 
     Args:
         boxes (Tensor[..., 4]): normalised boxes, any format.
-        size (Tuple[height, width]): the image size in pixels.
+        size (tuple[float, float]): the image size ``(height, width)`` in pixels.
 
     Returns:
         Tensor[..., 4]: x-values times ``width``, y-values times ``height``.

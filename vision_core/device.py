@@ -6,8 +6,6 @@ notebook call to :func:`set_device`) overrides it for the whole process.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 __all__ = [
@@ -21,7 +19,7 @@ __all__ = [
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
-_chosen: Optional[torch.device] = None
+_chosen: torch.device | None = None
 
 
 def _mps_available() -> bool:
@@ -82,22 +80,23 @@ def get_device() -> torch.device:
     return _chosen if _chosen is not None else resolve_device("auto")
 
 
-def autocast_dtype(device: Optional[torch.device] = None) -> Optional[torch.dtype]:
+def autocast_dtype(device: torch.device | str | None = None) -> torch.dtype | None:
     """The mixed-precision dtype for ``torch.autocast`` on ``device``, or None for full fp32.
 
-    CUDA gets bfloat16 where the GPU supports it (Ampere and newer), float16 otherwise;
-    MPS gets float16. CPU runs in float32: bfloat16 autocast on CPU is slower than fp32
-    on most laptops and changes results learners compare with the book.
+    The one place that decides it: TinySSD and FCN training and inference, and style transfer
+    with ``amp=True``, all use this. CUDA gets bfloat16 where the GPU supports it (Ampere and
+    newer), float16 otherwise (training adds a GradScaler then). MPS and the CPU run in float32:
+    float16 training on MPS would need a GradScaler that backend may lack, and bfloat16 autocast
+    on a CPU is slower than float32 on most laptops and changes results learners compare with
+    the book.
     """
     device = get_device() if device is None else torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
     return None
 
 
-def describe_device(device: Optional[torch.device] = None) -> str:
+def describe_device(device: torch.device | str | None = None) -> str:
     """One human line naming the device, e.g. ``"cuda:0 (NVIDIA H100 80GB HBM3)"``."""
     device = get_device() if device is None else torch.device(device)
     if device.type == "cuda":

@@ -1,4 +1,5 @@
-"""Example photos that load offline, with hand-placed boxes for the teaching panels.
+"""Example pictures that load offline: photos with hand-placed boxes for the teaching panels,
+and style transfer's content photos and style images.
 
 The photos are scikit-image's bundled public-domain / CC0 images, so nothing is
 downloaded. scikit-image is imported lazily: ``import vision_core`` works without it
@@ -11,10 +12,12 @@ sensible coordinates (the astronaut and the shuttle model), in the book's corner
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Tuple
 
 import numpy as np
+
+from ._checks import check_choice
 
 __all__ = ["ExampleImage", "EXAMPLES", "example_names", "load_example", "CONTENT_PHOTOS", "STYLE_IMAGES",
            "load_content_photo", "load_style_image"]
@@ -27,46 +30,38 @@ class ExampleImage:
     name: str
     loader: str  # the scikit-image ``data`` function that returns the photo
     caption: str
-    boxes: Tuple[Tuple[str, float, float, float, float], ...]  # (label, x1, y1, x2, y2)
+    boxes: tuple[tuple[str, float, float, float, float], ...]  # (label, x1, y1, x2, y2)
 
 
-EXAMPLES: Dict[str, ExampleImage] = {
-    e.name: e
-    for e in (
-        ExampleImage(
-            "astronaut",
-            "astronaut",
-            "Eileen Collins, NASA (public domain), 512 x 512. The book's two-box example re-created.",
-            (("astronaut", 20.0, 14.0, 366.0, 512.0), ("shuttle", 352.0, 0.0, 472.0, 290.0)),
-        ),
-        ExampleImage(
-            "chelsea",
-            "chelsea",
-            "Chelsea the cat, Stefan van der Walt (CC0), 451 x 300.",
-            (
-                ("cat", 24.0, 0.0, 400.0, 300.0),
-                ("eye", 134.0, 84.0, 211.0, 149.0),
-                ("eye", 292.0, 107.0, 346.0, 166.0),
-                ("nose", 230.0, 222.0, 295.0, 268.0),
-            ),
-        ),
-        ExampleImage(
-            "coffee",
-            "coffee",
-            "A cup of espresso, Rachel Michetti (CC0), 600 x 400.",
-            (
-                ("cup", 172.0, 18.0, 411.0, 309.0),
-                ("saucer", 76.0, 66.0, 481.0, 390.0),
-                ("spoon", 324.0, 65.0, 426.0, 327.0),
-            ),
-        ),
-    )
-}
+# The teaching panels' photos, by name, with their boxes.
+EXAMPLES: dict[str, ExampleImage] = {e.name: e for e in (
+    ExampleImage("astronaut", "astronaut",
+                 "Eileen Collins, NASA (public domain), 512 x 512. The book's two-box example re-created.",
+                 (("astronaut", 20.0, 14.0, 366.0, 512.0), ("shuttle", 352.0, 0.0, 472.0, 290.0))),
+    ExampleImage("chelsea", "chelsea", "Chelsea the cat, Stefan van der Walt (CC0), 451 x 300.",
+                 (("cat", 24.0, 0.0, 400.0, 300.0), ("eye", 134.0, 84.0, 211.0, 149.0),
+                  ("eye", 292.0, 107.0, 346.0, 166.0), ("nose", 230.0, 222.0, 295.0, 268.0))),
+    ExampleImage("coffee", "coffee", "A cup of espresso, Rachel Michetti (CC0), 600 x 400.",
+                 (("cup", 172.0, 18.0, 411.0, 309.0), ("saucer", 76.0, 66.0, 481.0, 390.0),
+                  ("spoon", 324.0, 65.0, 426.0, 327.0))),
+)}
 
 
-def example_names() -> Tuple[str, ...]:
+def example_names() -> tuple[str, ...]:
     """Names accepted by :func:`load_example`."""
     return tuple(EXAMPLES)
+
+
+def _skimage_photo(loader: str) -> np.ndarray:
+    """scikit-image's bundled photo ``data.<loader>()`` as ``uint8 [H, W, 3]`` (grey photos repeated to RGB)."""
+    try:
+        from skimage import data
+    except ImportError as err:  # pragma: no cover - only on torch-only machines
+        raise ValueError("example photos need scikit-image: pip install scikit-image") from err
+    image = getattr(data, loader)()
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
 
 
 def load_example(name: str) -> np.ndarray:
@@ -78,20 +73,14 @@ def load_example(name: str) -> np.ndarray:
     Returns:
         np.ndarray[H, W, 3]: the photo, uint8 RGB.
     """
-    if name not in EXAMPLES:
-        raise ValueError(f"example must be one of {', '.join(EXAMPLES)}, got {name!r}")
-    try:
-        from skimage import data
-    except ImportError as err:  # pragma: no cover - only on torch-only machines
-        raise ValueError("example photos need scikit-image: pip install scikit-image") from err
-    image = getattr(data, EXAMPLES[name].loader)()
-    return np.ascontiguousarray(image[..., :3])
+    check_choice(name, "example", tuple(EXAMPLES))
+    return _skimage_photo(EXAMPLES[name].loader)
 
 
 # --- style transfer: content photos and style images ------------------------------------------
 
 # Content photos: scikit-image's bundled ones (name -> (data function, caption)).
-CONTENT_PHOTOS: Dict[str, Tuple[str, str]] = {
+CONTENT_PHOTOS: dict[str, tuple[str, str]] = {
     "chelsea": ("chelsea", "Chelsea the cat, Stefan van der Walt (CC0)"),
     "astronaut": ("astronaut", "Eileen Collins, NASA (public domain)"),
     "coffee": ("coffee", "A cup of espresso, Rachel Michetti (CC0)"),
@@ -100,7 +89,7 @@ CONTENT_PHOTOS: Dict[str, Tuple[str, str]] = {
 
 # Style images: patterns drawn here (seeded, so every machine gets the same pixels) and two
 # bundled photos with strong texture.
-STYLE_IMAGES: Dict[str, str] = {
+STYLE_IMAGES: dict[str, str] = {
     "swirl": "bands of blue, ochre and orange bent by a smooth random warp (drawn here)",
     "mosaic": "Voronoi tiles in warm colours with dark grout (drawn here)",
     "waves": "layered blue and white crests, a nod to woodblock seas (drawn here)",
@@ -112,21 +101,9 @@ _STYLE_PHOTOS = {"hubble": "hubble_deep_field", "stain": "immunohistochemistry"}
 _STYLE_SIZE = (384, 512)  # (h, w) of the drawn patterns
 
 
-def _skimage_photo(loader: str) -> np.ndarray:
-    try:
-        from skimage import data
-    except ImportError as err:  # pragma: no cover - only on torch-only machines
-        raise ValueError("example photos need scikit-image: pip install scikit-image") from err
-    image = getattr(data, loader)()
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    return np.ascontiguousarray(image[..., :3])
-
-
 def load_content_photo(name: str) -> np.ndarray:
     """A content photo for style transfer, offline: ``uint8 [H, W, 3]``; ``name`` in :data:`CONTENT_PHOTOS`."""
-    if name not in CONTENT_PHOTOS:
-        raise ValueError(f"content photo must be one of {', '.join(CONTENT_PHOTOS)}, got {name!r}")
+    check_choice(name, "content photo", tuple(CONTENT_PHOTOS))
     return _skimage_photo(CONTENT_PHOTOS[name][0])
 
 
@@ -138,7 +115,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.nd
     return np.asarray(Image.fromarray(grid).resize((w, h), Image.BICUBIC))
 
 
-def _palette(colours, t: np.ndarray) -> np.ndarray:
+def _palette(colours: Sequence[tuple[int, int, int]], t: np.ndarray) -> np.ndarray:
     """Map ``t`` in [0, 1] (``[h, w]``) through piecewise-linear RGB ``colours``: ``uint8 [h, w, 3]``."""
     colours = np.asarray(colours, dtype=np.float32)
     stops = np.linspace(0, 1, len(colours))
@@ -181,8 +158,7 @@ def load_style_image(name: str) -> np.ndarray:
 
     The drawn patterns use a fixed seed, so they are the same on every machine.
     """
-    if name not in STYLE_IMAGES:
-        raise ValueError(f"style image must be one of {', '.join(STYLE_IMAGES)}, got {name!r}")
+    check_choice(name, "style image", tuple(STYLE_IMAGES))
     if name in _STYLE_PHOTOS:
         return _skimage_photo(_STYLE_PHOTOS[name])
     draw = {"swirl": _draw_swirl, "mosaic": _draw_mosaic, "waves": _draw_waves}[name]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Optional, Sequence, TextIO
+from typing import Any, TextIO
 
 __all__ = ["Progress", "run_with_bar"]
 
@@ -34,12 +35,12 @@ class Progress:
     step: int
     total: int
     metrics: Mapping[str, float] = field(default_factory=dict)
-    preview: Optional[Any] = None
+    preview: Any | None = None
     message: str = ""
     done: bool = False
     series: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
         object.__setattr__(self, "series", MappingProxyType({k: tuple(v) for k, v in dict(self.series).items()}))
 
@@ -50,7 +51,7 @@ class Progress:
 
 
 def run_with_bar(records: Iterable[Progress], file: TextIO = sys.stderr, width: int = 30,
-                 min_interval: float = 0.2) -> Optional[Progress]:
+                 min_interval: float = 0.2) -> Progress | None:
     """Drive a job to the end, drawing a text progress bar; returns its last record."""
     last, shown = None, 0.0
     for last in records:

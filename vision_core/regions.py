@@ -21,14 +21,16 @@ import ctypes
 import math
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
 import torchvision
 from torch import Tensor
 
+from ._checks import ArgumentError, check_bool, check_choice, check_int, check_real, describe, is_int
 from .boxes import box_xywh_to_corner
 
 __all__ = [
@@ -52,18 +54,18 @@ _SEARCH_LOCK = threading.Lock()
 _C_SRAND = None
 _C_SRAND_LOOKED_UP = False
 
-RoIs = Union[Tensor, Sequence[Tensor]]
+RoIs = Tensor | Sequence[Tensor]
 
 
 # --- selective search -----------------------------------------------------------------------
 
 def selective_search(
-    image,
+    image: Any,
     mode: str = "fast",
-    max_proposals: Optional[int] = 2000,
+    max_proposals: int | None = 2000,
     min_size: float = 0.0,
-    max_side: Optional[int] = 500,
-    seed: Optional[int] = 0,
+    max_side: int | None = 500,
+    seed: int | None = 0,
 ) -> Tensor:
     """Region proposals by selective search (Uijlings et al., 2013), as R-CNN used them.
 
@@ -100,20 +102,15 @@ def selective_search(
         the CPU for array input.
 
     Raises:
-        ValueError: on a bad argument.
+        ArgumentError (a ValueError): on a bad argument.
         ImportError: when OpenCV or its contrib modules (``cv2.ximgproc``) are missing.
     """
     rgb, device = _as_rgb_array(image)
-    if mode not in SELECTIVE_SEARCH_MODES:
-        raise ValueError(f"mode must be one of {', '.join(SELECTIVE_SEARCH_MODES)}, got {mode!r}")
-    if max_proposals is not None and (not _is_int(max_proposals) or max_proposals < 1):
-        raise ValueError(f"max_proposals must be an int >= 1 or None, got {max_proposals!r}")
-    if not _is_real(min_size) or not 0 <= min_size < math.inf:
-        raise ValueError(f"min_size must be a finite number >= 0, got {min_size!r}")
-    if max_side is not None and (not _is_int(max_side) or max_side < 16):
-        raise ValueError(f"max_side must be an int >= 16 or None, got {max_side!r}")
-    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**32):
-        raise ValueError(f"seed must be an int in [0, 2**32 - 1] or None, got {seed!r}")
+    check_choice(mode, "mode", SELECTIVE_SEARCH_MODES)
+    max_proposals = _check_optional_int(max_proposals, "max_proposals", 1)
+    min_size = check_real(min_size, "min_size", 0)
+    max_side = _check_optional_int(max_side, "max_side", 16)
+    seed = _check_optional_int(seed, "seed", 0, 2**32 - 1)
     cv2 = _import_opencv_contrib()
 
     height, width = rgb.shape[:2]
@@ -151,25 +148,32 @@ def selective_search(
     return boxes.to(device)
 
 
-def _as_rgb_array(image) -> Tuple[np.ndarray, torch.device]:
+def _check_optional_int(value: Any, name: str, lo: int, hi: int | None = None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return check_int(value, name, lo, hi)
+    except ArgumentError as err:
+        raise ArgumentError(name, f"{err.allowed} or None", err.got) from None
+
+
+def _as_rgb_array(image: Any) -> tuple[np.ndarray, torch.device]:
     # -> (uint8 [H, W, 3] C-contiguous numpy array, device the result goes to)
     if isinstance(image, Tensor):
         if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(
-                f"image must be a uint8 Tensor[3, H, W], got {image.dtype} {tuple(image.shape)}"
-            )
+            raise ArgumentError("image", "a uint8 Tensor[3, H, W]", f"{image.dtype} {describe(image)}")
         device = image.device
         array = image.detach().permute(1, 2, 0).cpu().numpy()
     else:
         try:
             array = np.asarray(image)
         except Exception:
-            raise ValueError(f"image must be a uint8 array [H, W, 3], got {type(image).__name__}") from None
+            raise ArgumentError("image", "a uint8 array [H, W, 3]", describe(image)) from None
         device = torch.device("cpu")
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-            raise ValueError(f"image must be a uint8 array [H, W, 3], got {array.dtype} {array.shape}")
+            raise ArgumentError("image", "a uint8 array [H, W, 3]", f"{array.dtype} {describe(array)}")
     if array.shape[0] < 1 or array.shape[1] < 1:
-        raise ValueError(f"image must be at least 1 x 1 pixels, got {array.shape[0]} x {array.shape[1]}")
+        raise ArgumentError("image", "at least 1 x 1 pixels", f"{array.shape[0]} x {array.shape[1]}")
     return np.ascontiguousarray(array), device
 
 
@@ -249,7 +253,7 @@ class RoIPoolResult:
 def roi_pool_grid(
     features: Tensor,
     rois: RoIs,
-    output_size: Union[int, Tuple[int, int]],
+    output_size: int | tuple[int, int],
     spatial_scale: float = 1.0,
 ) -> RoIPoolResult:
     """RoI max pooling, step by step (d2l 14.8.2), equal to ``torchvision.ops.roi_pool``.
@@ -271,10 +275,10 @@ def roi_pool_grid(
 
     Args:
         features (Tensor[N, C, H, W]): floating-point feature maps.
-        rois (Tensor[K, 5] or List[Tensor[L, 4]]): ``(batch_index, x1, y1, x2, y2)`` rows, or
+        rois (Tensor[K, 5] or list[Tensor[L, 4]]): ``(batch_index, x1, y1, x2, y2)`` rows, or
             ``(x1, y1, x2, y2)`` boxes per image, in input-image pixels; finite, on
             ``features``' device, cast to ``features``' dtype.
-        output_size (int or Tuple[int, int]): the grid ``(n, m)``, each >= 1.
+        output_size (int or tuple[int, int]): the grid ``(n, m)``, each >= 1.
         spatial_scale (float): feature-map cells per input pixel (> 0), e.g. 1/16 after four
             stride-2 stages.
 
@@ -337,7 +341,7 @@ def _grid_bounds(start: Tensor, span: Tensor, bins: int, limit: int, dtype: torc
 
 def _pool_window(
     features: Tensor, batch_index: Tensor, ys: Tensor, xs: Tensor, max_h: int, max_w: int
-) -> Tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     # One sub-window for every RoI: ys, xs [K, 2] bounds -> pooled [K, C], argmax [K, C, 2].
     height, width = features.shape[-2:]
     rows = ys[:, :1] + torch.arange(max_h, device=ys.device)  # [K, max_h]
@@ -367,7 +371,7 @@ def _pool_window(
 def roi_align(
     features: Tensor,
     rois: RoIs,
-    output_size: Union[int, Tuple[int, int]],
+    output_size: int | tuple[int, int],
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
@@ -379,8 +383,8 @@ def roi_align(
 
     Args:
         features (Tensor[N, C, H, W]): floating-point feature maps.
-        rois (Tensor[K, 5] or List[Tensor[L, 4]]): as for :func:`roi_pool_grid`.
-        output_size (int or Tuple[int, int]): the grid ``(n, m)``, each >= 1.
+        rois (Tensor[K, 5] or list[Tensor[L, 4]]): as for :func:`roi_pool_grid`.
+        output_size (int or tuple[int, int]): the grid ``(n, m)``, each >= 1.
         spatial_scale (float): feature-map cells per input pixel (> 0).
         sampling_ratio (int): interpolated points per bin side; <= 0 picks
             ``ceil(roi_size / output_size)`` per RoI, as torchvision does.
@@ -391,57 +395,53 @@ def roi_align(
         Tensor[K, C, n, m]: the pooled features.
     """
     rois5, output_size, spatial_scale = _check_roi_args(features, rois, output_size, spatial_scale)
-    if not _is_int(sampling_ratio):
-        raise ValueError(f"sampling_ratio must be an int (<= 0 for adaptive), got {sampling_ratio!r}")
-    if not isinstance(aligned, (bool, np.bool_)):
-        raise ValueError(f"aligned must be True or False, got {aligned!r}")
-    return torchvision.ops.roi_align(
-        features, rois5, output_size, spatial_scale, int(sampling_ratio), bool(aligned)
-    )
+    if not is_int(sampling_ratio):
+        raise ArgumentError("sampling_ratio", "an integer (<= 0 for adaptive)", repr(sampling_ratio))
+    aligned = check_bool(bool(aligned) if isinstance(aligned, np.bool_) else aligned, "aligned")
+    return torchvision.ops.roi_align(features, rois5, output_size, spatial_scale, int(sampling_ratio), aligned)
 
 
 def _check_roi_args(
-    features: Tensor, rois: RoIs, output_size, spatial_scale
-) -> Tuple[Tensor, Tuple[int, int], float]:
+    features: Tensor, rois: RoIs, output_size: Any, spatial_scale: Any
+) -> tuple[Tensor, tuple[int, int], float]:
     # -> (rois as Tensor[K, 5] in features' dtype, (n, m), spatial_scale as float)
     if not isinstance(features, Tensor) or features.dim() != 4 or not features.is_floating_point():
-        got = f"{features.dtype} {tuple(features.shape)}" if isinstance(features, Tensor) else type(features).__name__
-        raise ValueError(f"features must be a floating-point Tensor[N, C, H, W], got {got}")
+        got = f"{features.dtype} {describe(features)}" if isinstance(features, Tensor) else describe(features)
+        raise ArgumentError("features", "a floating-point Tensor[N, C, H, W]", got)
     if min(features.shape[2:]) < 1:
-        raise ValueError(f"features must have H, W >= 1, got {tuple(features.shape)}")
-    size = (output_size, output_size) if _is_int(output_size) else output_size
-    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(_is_int(s) and s >= 1 for s in size)):
-        raise ValueError(f"output_size must be an int >= 1 or a pair (n, m) of ints >= 1, got {output_size!r}")
-    if not _is_real(spatial_scale) or not 0 < spatial_scale < math.inf:
-        raise ValueError(f"spatial_scale must be a finite number > 0, got {spatial_scale!r}")
+        raise ArgumentError("features", "a Tensor[N, C, H, W] with H, W >= 1", describe(features))
+    size = (output_size, output_size) if is_int(output_size) else output_size
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(is_int(s) and s >= 1 for s in size)):
+        raise ArgumentError("output_size", "an integer >= 1 or a pair (n, m) of integers >= 1", repr(output_size))
+    spatial_scale = check_real(spatial_scale, "spatial_scale", 0, lo_open=True)
     rois5 = _rois_to_tensor(rois, features)
-    return rois5, (int(size[0]), int(size[1])), float(spatial_scale)
+    return rois5, (int(size[0]), int(size[1])), spatial_scale
 
 
 def _rois_to_tensor(rois: RoIs, features: Tensor) -> Tensor:
     num_images = features.shape[0]
     if isinstance(rois, Tensor):
         if rois.dim() != 2 or rois.shape[1] != 5:
-            raise ValueError(f"rois must be a Tensor[K, 5] or a list of Tensor[L, 4], got shape {tuple(rois.shape)}")
+            raise ArgumentError("rois", "a Tensor[K, 5] or a list of Tensor[L, 4]", describe(rois))
         rois5 = rois
     elif isinstance(rois, (list, tuple)):
         if len(rois) > num_images:
-            raise ValueError(f"rois lists boxes for {len(rois)} images, but features holds {num_images}")
+            raise ArgumentError("rois", f"boxes for at most {num_images} images (as many as features holds)",
+                                f"boxes for {len(rois)} images")
         parts = []
         for i, boxes in enumerate(rois):
             if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-                got = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
-                raise ValueError(f"rois[{i}] must be a Tensor[L, 4], got {got}")
+                raise ArgumentError(f"rois[{i}]", "a Tensor[L, 4]", describe(boxes))
             if boxes.device != features.device:
-                raise ValueError(f"rois[{i}] is on {boxes.device}, features on {features.device}")
+                raise ArgumentError(f"rois[{i}]", f"on features' device ({features.device})", str(boxes.device))
             parts.append(torch.cat((torch.full_like(boxes[:, :1], i, dtype=features.dtype), boxes.to(features.dtype)), dim=1))
         rois5 = torch.cat(parts) if parts else features.new_zeros((0, 5))
     else:
-        raise ValueError(f"rois must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(rois).__name__}")
+        raise ArgumentError("rois", "a Tensor[K, 5] or a list of Tensor[L, 4]", describe(rois))
     if rois5.device != features.device:
-        raise ValueError(f"rois is on {rois5.device}, features on {features.device}")
+        raise ArgumentError("rois", f"on features' device ({features.device})", str(rois5.device))
     if rois5.is_complex():
-        raise ValueError(f"rois must hold real numbers, got {rois5.dtype}")
+        raise ArgumentError("rois", "real numbers", str(rois5.dtype))
     rois5 = rois5.to(features.dtype)
     if rois5.shape[0] > 0:
         # One host sync for both checks; the kernels would read out of bounds otherwise.
@@ -450,15 +450,8 @@ def _rois_to_tensor(rois: RoIs, features: Tensor) -> Tensor:
         batch_ok = ((batch == batch.trunc()) & (batch >= 0) & (batch < num_images)).all()
         finite, batch_ok = torch.stack((finite, batch_ok)).tolist()
         if not finite:
-            raise ValueError("rois must be finite (no NaN or inf)")
+            raise ArgumentError("rois", "finite (no NaN or inf)", "a non-finite value")
         if not batch_ok:
-            raise ValueError(f"rois[:, 0] (batch index) must be whole numbers in [0, {num_images - 1}]")
+            raise ArgumentError("rois[:, 0] (batch index)", f"whole numbers in [0, {num_images - 1}]",
+                                "one outside them")
     return rois5
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from numbers import Integral
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ._checks import ArgumentError, check_int, describe, is_int
 
 __all__ = [
     "MAX_STEP_INPUT",
@@ -54,40 +56,42 @@ MAX_STEP_INPUT = 8
 
 # --- argument checks ------------------------------------------------------------------------
 
-def _check_int(value, name: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or (minimum is not None and value < minimum):
-        allowed = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+def _check_any_int(value: Any, name: str, lo: int | None) -> int:
+    # check_int, or any integer at all when there is no lower end (a pad may crop).
+    if lo is not None:
+        return check_int(value, name, lo)
+    if not is_int(value):
+        raise ArgumentError(name, "an integer", repr(value))
     return int(value)
 
 
-def _check_pair(value, name: str, minimum: int | None = None) -> tuple[int, int]:
+def _int_or_pair(value: Any, name: str, lo: int | None = None) -> tuple[int, int]:
     # An int, or (height, width) like nn.ConvTranspose2d's stride and padding.
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != 2:
-            raise ValueError(f"{name} must be an integer or a pair (height, width), got {value!r}")
-        return _check_int(value[0], f"{name}[0]", minimum), _check_int(value[1], f"{name}[1]", minimum)
-    single = _check_int(value, name, minimum)
+            raise ArgumentError(name, "an integer or a pair (height, width)", repr(value))
+        return _check_any_int(value[0], f"{name}[0]", lo), _check_any_int(value[1], f"{name}[1]", lo)
+    single = _check_any_int(value, name, lo)
     return single, single
-
-
-def _describe(t) -> str:
-    return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
 
 
 def _check_operands(X: Tensor, K: Tensor, ndim: int, x_shape: str, k_shape: str) -> tuple[Tensor, Tensor]:
     # Shapes, device and dtype of an input / kernel pair; returns both in their common dtype.
     for name, t, shape in (("X", X, x_shape), ("K", K, k_shape)):
         if not isinstance(t, Tensor) or t.dim() != ndim:
-            raise ValueError(f"{name} must be a tensor of shape {shape}, got {_describe(t)}")
+            raise ArgumentError(name, f"a tensor of shape {shape}", describe(t))
         if t.shape[-1] < 1 or t.shape[-2] < 1:
-            raise ValueError(f"{name} must have height and width >= 1, got shape {tuple(t.shape)}")
+            raise ArgumentError(name, f"a tensor of shape {shape} with height and width >= 1", describe(t))
         if not t.is_floating_point():
-            raise ValueError(f"{name} must be floating point, got {t.dtype}")
-    if X.device != K.device:
-        raise ValueError(f"X and K must be on the same device, got {X.device} and {K.device}")
+            raise ArgumentError(name, "floating point", str(t.dtype))
+    _check_same_device(X, K)
     dtype = torch.promote_types(X.dtype, K.dtype)
     return X.to(dtype), K.to(dtype)
+
+
+def _check_same_device(X: Tensor, K: Tensor) -> None:
+    if X.device != K.device:
+        raise ArgumentError("X and K", "on the same device", f"{X.device} and {K.device}")
 
 
 def _output_size(n: int, k: int, stride: int, padding: int, dim: str) -> int:
@@ -95,24 +99,23 @@ def _output_size(n: int, k: int, stride: int, padding: int, dim: str) -> int:
     if size < 1:
         # size >= 1  <=>  2 * padding <= stride * (n - 1) + k - 1
         largest = (stride * (n - 1) + k - 1) // 2
-        raise ValueError(
-            f"output {dim} would be stride*n + k - 2*padding - stride = {stride}*{n} + {k} - 2*{padding} - "
-            f"{stride} = {size}; it must be >= 1, so the {dim} padding must be <= {largest} here"
-        )
+        raise ArgumentError(f"the {dim} padding",
+                            f"<= {largest} here, for an output {dim} stride*n + k - 2*padding - stride >= 1",
+                            f"{padding}: {stride}*{n} + {k} - 2*{padding} - {stride} = {size}")
     return size
 
 
-def _check_conv_args(X: Tensor, K: Tensor, stride, padding, ndim: int):
+def _check_conv_args(X: Tensor, K: Tensor, stride: IntOrPair, padding: IntOrPair, ndim: int
+                     ) -> tuple[Tensor, Tensor, tuple[int, int], tuple[int, int], tuple[int, int]]:
     if ndim == 4:
         X, K = _check_operands(X, K, 4, "[N, C_in, H, W]", "[C_in, C_out, kh, kw]")
     else:
         X, K = _check_operands(X, K, 2, "[h, w]", "[kh, kw]")
     if X.dim() == 4 and X.shape[1] != K.shape[0]:
-        raise ValueError(
-            f"X has C_in = {X.shape[1]} channels but K (shape [C_in, C_out, kh, kw]) expects {K.shape[0]}"
-        )
-    stride = _check_pair(stride, "stride", 1)
-    padding = _check_pair(padding, "padding", 0)
+        raise ArgumentError("X", f"a Tensor[N, C_in, H, W] with C_in = {K.shape[0]}, as K [C_in, C_out, kh, kw] "
+                            "expects", f"C_in = {X.shape[1]}")
+    stride = _int_or_pair(stride, "stride", 1)
+    padding = _int_or_pair(padding, "padding", 0)
     out_hw = tuple(
         _output_size(X.shape[-2 + d], K.shape[-2 + d], stride[d], padding[d], dim)
         for d, dim in enumerate(("height", "width"))
@@ -142,11 +145,10 @@ def trans_conv(X: Tensor, K: Tensor) -> Tensor:
     """
     for name, t in (("X", X), ("K", K)):
         if not isinstance(t, Tensor) or t.dim() != 2 or t.numel() == 0:
-            raise ValueError(f"{name} must be a non-empty tensor of shape [h, w], got {_describe(t)}")
+            raise ArgumentError(name, "a non-empty tensor of shape [h, w]", describe(t))
         if t.is_complex():
-            raise ValueError(f"{name} must be real, got {t.dtype}")
-    if X.device != K.device:
-        raise ValueError(f"X and K must be on the same device, got {X.device} and {K.device}")
+            raise ArgumentError(name, "real", str(t.dtype))
+    _check_same_device(X, K)
     dtype = torch.promote_types(X.dtype, K.dtype)
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
@@ -175,10 +177,10 @@ def trans_conv_output_size(n: int, k: int, stride: int = 1, padding: int = 0) ->
     Returns:
         int: the output size.
     """
-    n = _check_int(n, "n", 1)
-    k = _check_int(k, "k", 1)
-    stride = _check_int(stride, "stride", 1)
-    padding = _check_int(padding, "padding", 0)
+    n = check_int(n, "n", 1)
+    k = check_int(k, "k", 1)
+    stride = check_int(stride, "stride", 1)
+    padding = check_int(padding, "padding", 0)
     return stride * n + k - 2 * padding - stride
 
 
@@ -198,8 +200,8 @@ def trans_conv2d(X: Tensor, K: Tensor, stride: IntOrPair = 1, padding: IntOrPair
         X (Tensor[N, C_in, H, W]): floating-point input.
         K (Tensor[C_in, C_out, kh, kw]): floating-point kernel, laid out like
             ``nn.ConvTranspose2d.weight``.
-        stride (int or Tuple[int, int]): >= 1, one value or ``(height, width)``.
-        padding (int or Tuple[int, int]): >= 0, one value or ``(height, width)``.
+        stride (int or tuple[int, int]): >= 1, one value or ``(height, width)``.
+        padding (int or tuple[int, int]): >= 0, one value or ``(height, width)``.
 
     Returns:
         Tensor[N, C_out, H', W']: with ``H' = sh*H + kh - 2*ph - sh`` and likewise ``W'``,
@@ -224,22 +226,23 @@ def dilate_and_pad(X: Tensor, stride: IntOrPair, pad: IntOrPair) -> Tensor:
 
     Args:
         X (Tensor[..., H, W]): input, any leading dimensions.
-        stride (int or Tuple[int, int]): >= 1, one value or ``(height, width)``.
-        pad (int or Tuple[int, int]): zeros added on each side (cells removed if negative),
+        stride (int or tuple[int, int]): >= 1, one value or ``(height, width)``.
+        pad (int or tuple[int, int]): zeros added on each side (cells removed if negative),
             one value or ``(height, width)``.
 
     Returns:
         Tensor[..., sh*(H-1) + 1 + 2*ph, sw*(W-1) + 1 + 2*pw]: in ``X``'s dtype and device.
     """
     if not isinstance(X, Tensor) or X.dim() < 2 or X.shape[-1] < 1 or X.shape[-2] < 1:
-        raise ValueError(f"X must be a tensor of shape [..., H, W] with H, W >= 1, got {_describe(X)}")
-    sh, sw = _check_pair(stride, "stride", 1)
-    ph, pw = _check_pair(pad, "pad")
+        raise ArgumentError("X", "a tensor of shape [..., H, W] with H, W >= 1", describe(X))
+    sh, sw = _int_or_pair(stride, "stride", 1)
+    ph, pw = _int_or_pair(pad, "pad")
     h, w = X.shape[-2:]
     dilated_hw = (sh * (h - 1) + 1, sw * (w - 1) + 1)
     for dim, size, p in zip(("height", "width"), dilated_hw, (ph, pw)):
         if size + 2 * p < 1:
-            raise ValueError(f"pad {p} crops the whole {dim} ({size} after inserting zeros); it must be >= {-((size - 1) // 2)}")
+            raise ArgumentError(f"the {dim} pad", f">= {-((size - 1) // 2)}",
+                                f"{p}, which crops the whole {dim} ({size} after inserting zeros)")
     dilated = X.new_zeros(*X.shape[:-2], *dilated_hw)
     dilated[..., ::sh, ::sw] = X
     return F.pad(dilated, (pw, pw, ph, ph))  # negative amounts crop
@@ -255,8 +258,8 @@ def trans_conv_by_conv(X: Tensor, K: Tensor, stride: IntOrPair = 1, padding: Int
     Args:
         X (Tensor[N, C_in, H, W]): floating-point input.
         K (Tensor[C_in, C_out, kh, kw]): floating-point kernel (``nn.ConvTranspose2d`` layout).
-        stride (int or Tuple[int, int]): >= 1.
-        padding (int or Tuple[int, int]): >= 0.
+        stride (int or tuple[int, int]): >= 1.
+        padding (int or tuple[int, int]): >= 0.
 
     Returns:
         Tensor[N, C_out, H', W']: the same as :func:`trans_conv2d`, up to rounding.
@@ -313,8 +316,8 @@ def trans_conv_steps(
     Args:
         X (Tensor[h, w]): floating-point input, ``h, w <= MAX_STEP_INPUT``.
         K (Tensor[kh, kw]): floating-point kernel.
-        stride (int or Tuple[int, int]): >= 1.
-        padding (int or Tuple[int, int]): >= 0.
+        stride (int or tuple[int, int]): >= 1.
+        padding (int or tuple[int, int]): >= 0.
 
     Returns:
         Iterator[TransConvStep]: ``h * w`` records; the last one's ``running`` equals
@@ -322,10 +325,8 @@ def trans_conv_steps(
     """
     X, K, stride, padding, _ = _check_conv_args(X, K, stride, padding, 2)
     if max(X.shape) > MAX_STEP_INPUT:
-        raise ValueError(
-            f"trans_conv_steps replays one step per input cell, so X must be at most "
-            f"{MAX_STEP_INPUT} x {MAX_STEP_INPUT}, got {tuple(X.shape)}; use trans_conv2d for larger inputs"
-        )
+        raise ArgumentError("X", f"at most {MAX_STEP_INPUT} x {MAX_STEP_INPUT} (trans_conv_steps replays one step per "
+                            "input cell; use trans_conv2d for larger inputs)", describe(X))
     return _replay(X, K, stride, padding)
 
 
@@ -369,7 +370,7 @@ def bilinear_kernel(
     ``factor - 0.5`` for even ``k`` (between the two middle cells). It is placed on channel
     pairs the way the book's ``weight[range(in_channels), range(out_channels)] = filt``
     places it: on the diagonal when the counts are equal, on every pair when one of them is 1.
-    Other counts make the book's indexing fail, and raise ``ValueError`` here.
+    Other counts make the book's indexing fail, and raise ``ArgumentError`` (a ``ValueError``) here.
 
     Args:
         in_channels (int): >= 1.
@@ -381,16 +382,14 @@ def bilinear_kernel(
     Returns:
         Tensor[in_channels, out_channels, kernel_size, kernel_size]: zeros except the filter.
     """
-    in_channels = _check_int(in_channels, "in_channels", 1)
-    out_channels = _check_int(out_channels, "out_channels", 1)
-    k = _check_int(kernel_size, "kernel_size", 1)
+    in_channels = check_int(in_channels, "in_channels", 1)
+    out_channels = check_int(out_channels, "out_channels", 1)
+    k = check_int(kernel_size, "kernel_size", 1)
     if in_channels != out_channels and 1 not in (in_channels, out_channels):
-        raise ValueError(
-            f"in_channels and out_channels must be equal, or one of them 1, got {in_channels} and {out_channels}"
-        )
+        raise ArgumentError("in_channels and out_channels", "equal, or one of them 1", f"{in_channels} and {out_channels}")
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        raise ArgumentError("dtype", "a floating dtype", str(dtype))
     factor = (k + 1) // 2
     center = factor - 1 if k % 2 == 1 else factor - 0.5
     tent = 1 - (torch.arange(k, dtype=dtype, device=device) - center).abs() / factor  # [k]
@@ -425,12 +424,12 @@ def bilinear_upsample(image: Tensor, scale: int = 2) -> Tensor:
         Tensor[N, C, scale*H, scale*W] (or Tensor[C, scale*H, scale*W]): in ``image``'s dtype.
     """
     if not isinstance(image, Tensor) or image.dim() not in (3, 4):
-        raise ValueError(f"image must be a tensor of shape [N, C, H, W] or [C, H, W], got {_describe(image)}")
+        raise ArgumentError("image", "a tensor of shape [N, C, H, W] or [C, H, W]", describe(image))
     if not image.is_floating_point():
-        raise ValueError(f"image must be floating point (e.g. image.float() / 255), got {image.dtype}")
+        raise ArgumentError("image", "floating point (e.g. image.float() / 255)", str(image.dtype))
     if min(image.shape[-3:]) < 1:
-        raise ValueError(f"image must have C, H, W >= 1, got shape {tuple(image.shape)}")
-    scale = _check_int(scale, "scale", 1)
+        raise ArgumentError("image", "a tensor with C, H, W >= 1", describe(image))
+    scale = check_int(scale, "scale", 1)
     batch = image if image.dim() == 4 else image[None]
     channels = batch.shape[1]
     k = 2 * scale - scale % 2

@@ -26,7 +26,8 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Type
+from typing import Any
+from collections.abc import Iterator
 
 import torch
 
@@ -67,16 +68,16 @@ class WeightEntry:
     bytes: int
     format: str
     license: str
-    source: Dict[str, Any] = field(default_factory=dict)
-    metrics: Dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
 
-def _manifest_path(directory: Optional[Path] = None) -> Path:
+def _manifest_path(directory: Path | None = None) -> Path:
     return Path(directory or PRETRAINED_DIR) / MANIFEST
 
 
-def _read_manifest(directory: Optional[Path] = None) -> Dict[str, dict]:
+def _read_manifest(directory: Path | None = None) -> dict[str, dict]:
     path = _manifest_path(directory)
     if not path.exists():
         return {}
@@ -87,12 +88,12 @@ def _read_manifest(directory: Optional[Path] = None) -> Dict[str, dict]:
         raise WeightsError(f"{path} is not a valid weights manifest: {err}") from None
 
 
-def list_weights(directory: Optional[Path] = None) -> List[WeightEntry]:
+def list_weights(directory: Path | None = None) -> list[WeightEntry]:
     """Every entry of the manifest, by name."""
     return [WeightEntry(**row) for _, row in sorted(_read_manifest(directory).items())]
 
 
-def get_entry(name: str, directory: Optional[Path] = None) -> WeightEntry:
+def get_entry(name: str, directory: Path | None = None) -> WeightEntry:
     """The manifest entry called ``name``, or WeightsError listing the known names."""
     rows = _read_manifest(directory)
     if name not in rows:
@@ -106,7 +107,7 @@ def torch_cache_dir() -> Path:
     return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
 
 
-def _package_folder(entry: WeightEntry) -> Optional[Path]:
+def _package_folder(entry: WeightEntry) -> Path | None:
     """The folder of ``entry.source["python_package"]`` plus its ``package_folder``, located without importing it."""
     package = entry.source.get("python_package")
     if not package:
@@ -119,7 +120,7 @@ def _package_folder(entry: WeightEntry) -> Optional[Path]:
     return Path(roots[0]) / str(entry.source.get("package_folder", "")) if roots else None
 
 
-def find_weights(name: str, directory: Optional[Path] = None) -> Optional[Path]:
+def find_weights(name: str, directory: Path | None = None) -> Path | None:
     """Where the file of ``name`` is: ``pretrained/``, the user's torch cache, then the Python package
     the entry names (if any); None if none has it."""
     entry = get_entry(name, directory)
@@ -140,7 +141,7 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def verify_weights(name: str, directory: Optional[Path] = None) -> Path:
+def verify_weights(name: str, directory: Path | None = None) -> Path:
     """The path of ``name``'s file after checking its size and sha256 against the manifest."""
     entry = get_entry(name, directory)
     path = find_weights(name, directory)
@@ -173,7 +174,7 @@ def _hash_prefix(file: str) -> str:
     return prefix
 
 
-def find_torchvision_checkpoint(file: str, directory: Optional[Path] = None) -> Optional[Path]:
+def find_torchvision_checkpoint(file: str, directory: Path | None = None) -> Path | None:
     """A torchvision checkpoint such as ``vgg19-dcbb9e9d.pth`` if this machine has it; never touches the network.
 
     Looks in the registry folder, then ``$TORCH_HOME/hub/checkpoints`` (where torchvision's
@@ -195,7 +196,7 @@ def find_torchvision_checkpoint(file: str, directory: Optional[Path] = None) -> 
 
 
 def fetch_records(url: str, part: Path, *, label: str, expected_bytes: int = 0, chunk_size: int = 1 << 20,
-                  error: Type[Exception] = WeightsError) -> Iterator[Progress]:
+                  error: type[Exception] = WeightsError) -> Iterator[Progress]:
     """Stream ``url`` into the file ``part``, yielding a :class:`Progress` per chunk (``step``/``total`` in bytes).
 
     ``total`` is the server's Content-Length, else ``expected_bytes``. A network or disk failure
@@ -219,7 +220,7 @@ def fetch_records(url: str, part: Path, *, label: str, expected_bytes: int = 0, 
         raise error(f"downloading {url} failed: {err}") from err
 
 
-def download_torchvision_checkpoint(file: str, *, url: Optional[str] = None,
+def download_torchvision_checkpoint(file: str, *, url: str | None = None,
                                     chunk_size: int = 1 << 20) -> Iterator[Progress]:
     """Download torchvision's ``file`` into ``$TORCH_HOME/hub/checkpoints``, as a long job (only when asked).
 
@@ -256,7 +257,7 @@ def download_torchvision_checkpoint(file: str, *, url: Optional[str] = None,
     yield Progress(1, 1, message=f"{file} saved in {folder}", done=True)
 
 
-def load_state_dict(name: str, directory: Optional[Path] = None, device: str = "cpu") -> Dict[str, torch.Tensor]:
+def load_state_dict(name: str, directory: Path | None = None, device: str = "cpu") -> dict[str, torch.Tensor]:
     """Verify and load ``name``'s tensors (safetensors, or a ``weights_only`` state dict)."""
     entry = get_entry(name, directory)
     path = verify_weights(name, directory)
@@ -269,8 +270,8 @@ def load_state_dict(name: str, directory: Optional[Path] = None, device: str = "
     raise WeightsError(f"weights {name!r} have format {entry.format!r}; expected one of {', '.join(FORMATS)}")
 
 
-def save_weights(name: str, state_dict: Dict[str, torch.Tensor], *, license: str, source: Dict[str, Any],
-                 metrics: Dict[str, Any], description: str = "", directory: Optional[Path] = None) -> WeightEntry:
+def save_weights(name: str, state_dict: dict[str, torch.Tensor], *, license: str, source: dict[str, Any],
+                 metrics: dict[str, Any], description: str = "", directory: Path | None = None) -> WeightEntry:
     """Write ``state_dict`` as ``<name>.safetensors`` and record it in the manifest (replacing ``name``)."""
     from safetensors.torch import save_file
 

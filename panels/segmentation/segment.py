@@ -1,0 +1,194 @@
+"""The Segment section of the Segmentation tab (d2l 14.11): the FCN labels every pixel of an example,
+an upload or a sketch; the session's trained network, else the shipped checkpoint, else a note
+on how to train one; torchvision's FCN-ResNet-50 as a reference when its file is here.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import torch
+
+from vision_core.data.voc import VOC_CLASSES, VOC_COLORMAP, VOCSegDataset
+from vision_core.data.voc_metrics import confusion_matrix, mean_iou, pixel_accuracy
+from vision_core.data.voc_synthetic import generate_voc_synthetic
+from vision_core.fcn import overlay_mask, predict_fcn
+
+from ..common import (
+    Dataframe, Dropdown, Radio, SafeImage, as_rgb_image, downscale, handles_out_of_memory, rerun_on_picture_changes,
+    shows_errors,
+)
+from ..i18n import bilingual, tr
+from .models import no_model_message, no_model_message_zh, reference_model, reference_path, reference_texts, sessions
+from .training import DATA_SEED, SYNTHETIC
+
+MAX_SEGMENT_SIDE = 1024  # larger uploads are downscaled before segmenting (CPU time, memory)
+NUM_EXAMPLES = 4  # validation images offered in the section's dropdown
+REFERENCE = "torchvision's FCN-ResNet-50 (COCO images with VOC labels; reference for real photos)"
+# Brush colours for the sketch: the synthetic classes' hues (see vision_core.data.voc.SYNTH_CLASSES).
+SKETCH_COLORS = {"#f5d327": "bird (yellow crescent)", "#e5501c": "boat (red-orange triangle)",
+                 "#1fb3a6": "bottle (teal capsule)", "#4f9a3a": "potted plant (green disc)",
+                 "#2f5fe0": "tv/monitor (blue rectangle)"}
+SKETCH_COLORS_ZH = {"#f5d327": "鸟（黄色月牙）", "#e5501c": "船（橙红色三角形）", "#1fb3a6": "瓶子（青绿色胶囊）",
+                    "#4f9a3a": "盆栽植物（绿色圆盘）", "#2f5fe0": "电视/显示器（蓝色矩形）"}
+SKETCH_SIZE = (320, 480)  # (height, width) of the sketch canvas: the synthetic images' size
+SHARES_COLUMNS = ["class", "index", "colour", "pixels", "share (%)"]
+
+Examples = dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (photo uint8 [H, W, 3], labels int [H, W])
+SegmentResult = tuple[np.ndarray | None, str, pd.DataFrame, str]  # overlay, legend, shares, summary
+
+
+def example_images(count: int = NUM_EXAMPLES) -> Examples:
+    """The first validation images of the synthetic set and their labels, made in a few ms each.
+
+    The generator seeds every image on its own, so these equal the cached set's first ones
+    without generating the whole set at start-up.
+    """
+    h, w = SYNTHETIC["height"], SYNTHETIC["width"]
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_voc_synthetic(tmp, seed=DATA_SEED, num_train=1, num_val=count, height=h, width=w)
+        data = VOCSegDataset(False, (h, w), tmp)
+        return {f"synthetic validation #{i}": (data.features[i].permute(1, 2, 0).numpy().copy(),
+                                               data.labels[i].numpy().copy())
+                for i in range(len(data))}
+
+
+def _legend(present: list[int]) -> str:
+    chips = []
+    for c in present:
+        r, g, b = VOC_COLORMAP[c]
+        chips.append(f'<span style="display:inline-flex;align-items:center;margin:2px 12px 2px 0">'
+                     f'<span style="width:16px;height:16px;border:1px solid #888;margin-right:5px;'
+                     f'background:rgb({r},{g},{b})"></span>{VOC_CLASSES[c]}</span>')
+    return '<div id="seg-fcn-legend-chips" style="display:flex;flex-wrap:wrap">' + "".join(chips) + "</div>"
+
+
+def _hex(c: int) -> str:
+    return "#%02x%02x%02x" % VOC_COLORMAP[c]
+
+
+@handles_out_of_memory
+@shows_errors
+def segment(image: np.ndarray | None, model: str = "fcn", request: gr.Request | None = None,
+            examples: Examples | None = None) -> SegmentResult:
+    """Segment the image: the overlay, a legend of the classes found, their pixel shares, a summary.
+
+    ``model`` is ``"fcn"`` (this session's network, else the shipped one) or ``"resnet50"`` (the
+    reference); an image equal to one of ``examples`` is scored against its true labels.
+    """
+    rgb, note = downscale(as_rgb_image(image, "image"), MAX_SEGMENT_SIDE)
+    if model == "resnet50":
+        net, which = reference_model(), REFERENCE
+    else:
+        net, which = sessions.active(request)
+        if net is None:
+            raise ValueError(bilingual(no_model_message(which), no_model_message_zh(which)))
+    x = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    start = time.perf_counter()
+    pred = predict_fcn(net, x)
+    ms = (time.perf_counter() - start) * 1e3
+    overlay = overlay_mask(x, pred)
+    counts = torch.bincount(pred.flatten(), minlength=len(VOC_CLASSES)).tolist()
+    present = sorted((c for c, n in enumerate(counts) if n), key=lambda c: -counts[c])
+    total = pred.numel()
+    table = pd.DataFrame(
+        [[VOC_CLASSES[c], c, _hex(c), counts[c], round(100 * counts[c] / total, 2)] for c in present],
+        columns=SHARES_COLUMNS)
+    h, w = rgb.shape[:2]
+    device = next(net.parameters()).device
+    summary = (f"**{len(present)} class{'es' if len(present) != 1 else ''} found** in {w} × {h} px{note} · "
+               f"{ms:.0f} ms on {device} · model: {which}")
+    for name, (photo, label) in (examples or {}).items():
+        if photo.shape == rgb.shape and np.array_equal(photo, rgb):
+            truth = torch.from_numpy(label).long()
+            acc = float(pixel_accuracy(pred, truth))
+            miou = float(mean_iou(confusion_matrix(pred, truth, len(VOC_CLASSES))))
+            summary += f"  \nAgainst the ground truth of {name}: pixel accuracy **{acc:.3f}**, mean IoU **{miou:.3f}**."
+            break
+    return overlay, _legend(present), table, summary
+
+
+@shows_errors
+def sketch_image(value: dict[str, Any] | np.ndarray | None) -> np.ndarray:
+    """The sketch editor's flattened picture, on white where it is transparent."""
+    if isinstance(value, dict):  # the editor's {"background", "layers", "composite"}
+        value = value.get("composite") if value.get("composite") is not None else value.get("background")
+    if value is None:
+        raise ValueError(bilingual("the sketch is empty: draw some shapes first (or upload a picture into the editor)",
+                                   "草图为空：请先画一些形状（或者把一张图片上传到编辑器中）"))
+    array = np.asarray(value)
+    if array.ndim == 3 and array.shape[2] == 4:
+        alpha = array[..., 3:4].astype(np.float32) / 255.0
+        array = (array[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)).round().astype(np.uint8)
+    return as_rgb_image(array, "sketch")
+
+
+def sketch_canvas() -> np.ndarray:
+    """A plain canvas with the synthetic background's muted look (a soft grey gradient)."""
+    h, w = SKETCH_SIZE
+    ramp = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+    base = np.array([196, 192, 184], np.float32) * (1 - ramp) + np.array([168, 172, 176], np.float32) * ramp
+    return np.broadcast_to(base, (h, w, 3)).round().astype(np.uint8).copy()
+
+
+def build(examples: Examples) -> None:
+    """Lay out the Segment section (examples, uploads, sketches) and wire its events."""
+    first_name = next(iter(examples))
+    has_reference = reference_path() is not None
+    choices = [(tr("FCN (ResNet-18): trained here, else the shipped checkpoint",
+                   "FCN（ResNet-18）：优先用本页训练的，否则用随附的检查点"), "fcn")]
+    if has_reference:
+        choices.append((tr("torchvision FCN-ResNet-50: reference model for real photos",
+                           "torchvision FCN-ResNet-50：用于真实照片的参考模型"), "resnet50"))
+
+    def run(image: np.ndarray | None, model: str, request: gr.Request | None = None) -> SegmentResult:
+        return segment(image, model, request, examples=examples)
+
+    def show_example(name: str) -> np.ndarray:
+        return examples[name][0]
+
+    net, which = sessions.shipped()
+    with gr.Row():
+        with gr.Column(scale=4, min_width=300):
+            example = Dropdown(list(examples), value=first_name, label=tr("Example (offline synthetic validation image)", "示例（离线合成验证集图像）"))
+            image = SafeImage(examples[first_name][0], type="numpy", image_mode="RGB", format="png",
+                             sources=["upload", "clipboard"], label=tr("Image (upload your own)", "图像（可上传你自己的）"), height=240,
+                             elem_id="seg-fcn-image")
+            model = Radio(choices, value="fcn", label=tr("Model", "模型"), elem_id="seg-fcn-model")
+            segment_btn = gr.Button(tr("Segment", "分割"), variant="primary", elem_id="seg-fcn-btn")
+            with gr.Accordion(tr("…or draw a sketch", "……或者画一张草图"), open=False):
+                gr.Markdown(tr("Paint shapes like the synthetic classes: " + ", ".join(
+                    f"<span style='color:{c}'>■</span> {name}" for c, name in SKETCH_COLORS.items()) + ".",
+                    "照着合成数据集的类别画形状：" + "、".join(
+                        f"<span style='color:{c}'>■</span> {name}" for c, name in SKETCH_COLORS_ZH.items()) + "。"))
+                sketch = gr.ImageEditor(
+                    value={"background": sketch_canvas(), "layers": [], "composite": None},
+                    type="numpy", image_mode="RGB", sources=["upload", "clipboard"], label=tr("Sketch", "草图"),
+                    brush=gr.Brush(colors=list(SKETCH_COLORS), default_color=next(iter(SKETCH_COLORS)),
+                                   default_size=24, color_mode="defaults"),
+                    layers=False, transforms=(), canvas_size=(SKETCH_SIZE[1], SKETCH_SIZE[0]), height=360,
+                    elem_id="seg-fcn-sketch")
+                sketch_btn = gr.Button(tr("Segment the sketch", "分割草图"), elem_id="seg-fcn-sketch-btn")
+        with gr.Column(scale=6, min_width=360):
+            if net is not None:
+                first = run(examples[first_name][0], "fcn")
+            else:
+                first = (None, "", pd.DataFrame(columns=SHARES_COLUMNS), no_model_message(which))
+            summary = gr.Markdown(first[3], elem_id="seg-fcn-summary")
+            overlay = gr.Image(first[0], interactive=False, label=tr("Predicted classes over the image", "叠加在图像上的预测类别"),
+                               elem_id="seg-fcn-overlay", height=360)
+            legend = gr.HTML(first[1], elem_id="seg-fcn-legend")
+            shares = Dataframe(first[2], interactive=False, label=tr("Pixel share per class", "各类别的像素占比"), elem_id="seg-fcn-shares")
+            gr.Markdown(tr(*reference_texts()), elem_id="seg-fcn-reference")
+    outputs = [overlay, legend, shares, summary]
+    segment_btn.click(run, [image, model], outputs, api_name="fcn_segment")
+    rerun_on_picture_changes(run, [image, model], outputs, image, example, show_example)
+    sketch_btn.click(sketch_image, sketch, image, api_visibility="private").success(
+        run, [image, model], outputs, api_visibility="private")
+
+

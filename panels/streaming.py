@@ -1,0 +1,147 @@
+"""Streamed jobs in the page: a job's progress records turned into curves, the latest preview and
+a status line with the pace measured in this run (docs/ARCHITECTURE.md, "Streaming and Stop").
+
+The three streaming panels (SSD training, FCN training, style transfer) read their records with
+one :class:`Stream` each: it keeps the epoch history (or the per-step loss series), the newest
+preview and the pace; :func:`outcome` words the last record. No time is promised before a run
+(a machine's speed is not known ahead of it): the status shows the time per step measured so
+far and the time left at that pace.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from vision_core.progress import Progress
+
+# One heavy job (a training or an optimisation) at a time per server: they share the device.
+HEAVY: dict[str, Any] = dict(concurrency_id="heavy", concurrency_limit=1)
+
+
+def _duration(seconds: float) -> str:
+    """A measured time as a reader rounds it: ``"850 ms"``, ``"4.2 s"``, ``"42 s"``, ``"3 min"``, ``"1 h 5 min"``."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def pace_text(done: int, total: int, elapsed: float, unit: str = "step", since: int = 0) -> str:
+    """``"161 ms/step · about 42 s left"``: the pace of a job measured in this run, and its time left.
+
+    Steps ``since + 1 .. done`` took ``elapsed`` seconds; the ``total - done`` steps still to run
+    are assumed to take their mean each. No time is promised ahead of the run (a machine's speed
+    is not known before it works), so before a step is timed the text is empty; once the job is
+    at its end (``done >= total``) only the pace is given.
+    """
+    timed = done - since
+    if timed <= 0 or not elapsed > 0:
+        return ""
+    each = elapsed / timed
+    text = f"{_duration(each)}/{unit}"
+    left = total - done
+    return f"{text} · about {_duration(left * each)} left" if left > 0 else text
+
+
+class Pace:
+    """The pace of one streamed job, for its status line: ``pace(record.step, record.total)``.
+
+    Timed from the job's first record, so loading and the first step's warm-up are left out;
+    everything after it counts (a training's evaluation after each epoch too), so the time left
+    is what the rest of the job takes at the pace so far. On the job's last record (``done=True``,
+    finished or stopped) only the pace is given.
+    """
+
+    def __init__(self, unit: str = "step", clock: Callable[[], float] = time.perf_counter) -> None:
+        self.unit, self._clock = unit, clock
+        self._origin: tuple[int, float] | None = None  # (step, time) of the first record
+
+    def __call__(self, step: int, total: int, done: bool = False) -> str:
+        now = self._clock()
+        if self._origin is None:
+            self._origin = (step, now)
+            return ""
+        first, start = self._origin
+        return pace_text(step, step if done else total, now - start, self.unit, since=first)
+
+
+class Stream:
+    """What a streamed job has shown so far, read from its records one by one.
+
+    Args:
+        unit: what one step of the job is, for the pace (``"batch"``, ``"step"``).
+        series: the per-step values to keep from each record's ``series`` (a style transfer's
+            losses); a training keeps its epoch records in :attr:`history` instead.
+        picture: turns a record's preview into the picture shown (e.g. enlarges a small crop).
+    """
+
+    def __init__(self, unit: str, series: Sequence[str] = (),
+                 picture: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.history: list[dict[str, float]] = []  # one entry per finished epoch, oldest first
+        self.series: dict[str, list[float]] = {key: [] for key in series}
+        self.preview: np.ndarray | None = None  # the newest preview
+        self._picture = picture
+        self._pace = Pace(unit)
+
+    def read(self, record: Progress) -> dict[str, float]:
+        """Take in ``record``: its epoch metrics, its per-step values and its preview. Returns its metrics."""
+        metrics = dict(record.metrics)
+        if "epoch" in metrics:
+            self.history.append(metrics)
+        for key, values in self.series.items():
+            values.extend(record.series.get(key, ()))
+        if record.preview is not None:
+            self.preview = record.preview if self._picture is None else self._picture(record.preview)
+        return metrics
+
+    def status(self, record: Progress, text: str) -> str:
+        """``text`` followed by the pace measured so far and the time left (nothing on the first record)."""
+        timing = self._pace(record.step, record.total, done=record.done)
+        return f"{text} · {timing}" if timing else text
+
+
+def outcome(record: Progress) -> str:
+    """How a job's last record begins its status: ``"**Stopped.**"`` when it stopped early (Stop,
+    or a job that gave up, e.g. on a NaN loss; its message says why), else ``"**Done.**"``."""
+    return "**Stopped.**" if stopped(record) else "**Done.**"
+
+
+def stopped(record: Progress) -> bool:
+    """Whether the job ended before its last step: its last record's message begins "stopped"."""
+    return record.message.startswith("stopped")
+
+
+def training_status(record: Progress, metrics: Mapping[str, float], epoch: int, epochs: int,
+                    device: object, rate_format: str = ",.0f") -> str:
+    """``"Epoch 2/5 · step 40/100 · loss 0.3012 · 850 examples/s on cuda"`` for one training record."""
+    rate = metrics.get("examples_per_s")
+    return (f"Epoch {epoch}/{epochs} · step {record.step}/{record.total}"
+            + (f" · loss {metrics['loss']:.4f}" if "loss" in metrics else "")
+            + (f" · {rate:{rate_format}} examples/s on {device}" if rate else ""))
+
+
+def epoch_axis(history: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """The x axis of per-epoch curves: whole epochs only, at most about ten ticks."""
+    return dict(title="epoch", dtick=max(1, len(history) // 10))
+
+
+def log_curves(traces: Iterable[go.Scatter], title: str, xaxis: Mapping[str, Any], height: int) -> go.Figure:
+    """Curves on a log scale with a small title and the legend below (the panels' loss plots)."""
+    fig = go.Figure()
+    for trace in traces:
+        fig.add_trace(trace)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log",
+                      title=dict(text=title, font=dict(size=13)), xaxis=dict(xaxis),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig

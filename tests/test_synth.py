@@ -1,0 +1,92 @@
+"""vision_core.data._synth: what both offline generators share; their output pinned to what the checkpoints saw."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL
+import pytest
+import skimage
+
+import vision_core.data._synth as S
+import vision_core.data.bananas as B
+import vision_core.data.voc_synthetic as VS
+
+ROOT = Path(__file__).resolve().parents[1]
+# The versions requirements.txt pins (Python >= 3.11): the images' bytes are only promised on them.
+PINNED = {"numpy": "2.4.6", "pillow": "12.3.0", "scikit-image": "0.26.0"}
+INSTALLED = {"numpy": np.__version__, "pillow": PIL.__version__, "scikit-image": skimage.__version__}
+
+
+def digest(arrays) -> str:
+    h = hashlib.sha256()
+    for array in arrays:
+        h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+def test_labels_are_the_ones_the_shipped_checkpoints_were_trained_on():
+    # Boxes and label maps come from the objects' own random stream and numpy alone: these
+    # digests are the code's at cd4bc99 (before the generators shared _synth).
+    boxes = [B._render_example(*S.image_rngs(0, "train", i))[2] for i in range(8)]
+    labels = [VS._render_example(*S.image_rngs(0, "val", i), (), 64, 96)[1] for i in range(8)]
+    assert digest([np.array(boxes, np.int64)]) == "14f32f3479643fb06e8a32535aadb792d89ba0d516e1789300739daf9bb1785a"
+    assert digest(labels) == "a4fe3445ddc28d596b8e03bee296e973da3f87725253e32875ae9703ef2d327f"
+
+
+@pytest.mark.skipif(INSTALLED != PINNED, reason=f"image bytes are pinned for {PINNED}, installed {INSTALLED}")
+def test_images_are_the_ones_the_shipped_checkpoints_were_trained_on():
+    photos = S.bundled_photos()
+    bananas = [B._render_example(*S.image_rngs(0, "train", i), photos)[0] for i in range(8)]
+    voc = [VS._render_example(*S.image_rngs(0, "val", i), photos, 64, 96)[0] for i in range(8)]
+    assert digest(bananas) == "3dfc2541b4c3f8a5d981a4f385d3ae2e9d9d197e7d203683b315df1d61c126ae"
+    assert digest(voc) == "50a6e97a7459ac4c84596faba8dab66c90e95909927e839d162e91c3485d6844"
+
+
+def test_both_generators_import_and_run_without_scikit_image(tmp_path):
+    code = (
+        "import sys\n"
+        "import vision_core.data._synth as S\n"
+        "import vision_core.data.bananas as B\n"
+        "import vision_core.data.voc as V\n"
+        "import vision_core.data.voc_synthetic as VS\n"
+        "assert 'skimage' not in sys.modules, 'imported eagerly'\n"
+        "sys.modules['skimage'] = None\n"
+        "assert S.bundled_photos() == ()\n"
+        f"B.generate_bananas({str(tmp_path / 'b')!r}, num_train=2, num_val=1)\n"
+        f"x, y = B.read_bananas({str(tmp_path / 'b')!r})\n"
+        "assert x.shape == (2, 3, 256, 256)\n"
+        f"VS.generate_voc_synthetic({str(tmp_path / 'v')!r}, num_train=2, num_val=1, height=40, width=48)\n"
+        f"x, y = V.read_voc_images({str(tmp_path / 'v')!r})\n"
+        "assert len(x) == 2 and x[0].shape == (3, 40, 48)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_value_noise_spans_zero_to_one_on_any_aspect():
+    for height, width in ((32, 32), (20, 90), (90, 20)):
+        noise = S.value_noise(np.random.default_rng(0), height, width)
+        assert noise.shape == (height, width) and noise.dtype == np.float32
+        assert noise.min() == 0 and abs(noise.max() - 1) < 1e-6
+
+
+def test_generate_cached_leaves_no_temporary_folder_and_reports_an_incomplete_cache(tmp_path):
+    def write(folder: Path) -> None:
+        folder.mkdir()
+        (folder / "done").write_text("yes")
+
+    def complete(folder: Path) -> bool:
+        return (folder / "done").is_file()
+
+    cache = S.generate_cached(tmp_path / "set", write, complete, "done")
+    assert complete(cache) and sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "other").write_text("")
+    with pytest.raises(ValueError, match=r"cache folder .*broken exists but is incomplete \(no done\): delete it"):
+        S.generate_cached(tmp_path / "broken", write, complete, "done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "set"]

@@ -1,0 +1,134 @@
+"""``python -m vision_core train ssd`` and ``detect``: the book's TinySSD on the banana data (d2l 14.7)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ._common import (PROG, CountBar, add_device, add_image_command, add_seed, add_weights_dir, device_and_image,
+                      float_in, int_in, resolve_or_exit)
+
+__all__ = ["add_train_parser", "add_detect_parser"]
+
+
+def add_train_parser(models: argparse._SubParsersAction) -> None:
+    """``train ssd``."""
+    ssd = models.add_parser("ssd", help="the book's TinySSD on the synthetic banana data (d2l 14.7)",
+                            description="Train TinySSD on the banana data as the book does (SGD, its loss), "
+                            "evaluate it on the val split and record it in the weights registry.")
+    ssd.add_argument("--epochs", type=int_in("epochs", 1, 500), default=20, help="1..500 (default: 20)")
+    ssd.add_argument("--batch-size", type=int_in("batch size", 1, 1024), default=32, help="1..1024 (default: 32)")
+    ssd.add_argument("--lr", type=float_in("lr", 0.0, 10.0, lo_open=True), default=0.2,
+                     help="learning rate in (0, 10] (default: 0.2, the book's for SGD)")
+    ssd.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+                     help="sgd is the book's; adamw leaves the all-background plateau sooner (default: sgd)")
+    add_seed(ssd, help_text="seeds the initial weights and the shuffling (default: 0)")
+    add_seed(ssd, "--data-seed", "seed of the generated banana data, cached on first use (default: 0)")
+    ssd.add_argument("--data", type=Path, default=None, metavar="DIR",
+                     help="read this folder in the book's banana-detection layout instead of the cache")
+    ssd.add_argument("--init", default=None, metavar="NAME",
+                     help="start from these registered weights (sha256-checked) instead of random ones; "
+                     "the manifest then records the chain of commands")
+    add_device(ssd)
+    ssd.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
+                     help="record the weights as tiny_ssd_bananas in the registry (default: --save)")
+    add_weights_dir(ssd)
+    ssd.set_defaults(func=_cmd_train_ssd)
+
+
+def add_detect_parser(commands: argparse._SubParsersAction) -> None:
+    """``detect IMAGE``."""
+    detect = add_image_command(commands, "detect", "detect bananas in an image with the trained TinySSD",
+                               "Run the registered TinySSD on an image and print one row per detection: class, "
+                               "score, x1, y1, x2, y2 (pixels).", "tiny_ssd_bananas")
+    detect.add_argument("--threshold", type=float_in("threshold", 0.0, 1.0), default=0.9,
+                        help="minimum score, in [0, 1] (default: 0.9)")
+    detect.set_defaults(func=_cmd_detect)
+
+
+def _train_command(args: argparse.Namespace) -> str:
+    # The options that decide the weights, all spelled out, so the manifest's command reruns as is.
+    parts = ["python", "-m", "vision_core", "train", "ssd", "--epochs", str(args.epochs),
+             "--batch-size", str(args.batch_size), "--lr", repr(args.lr), "--seed", str(args.seed),
+             "--data-seed", str(args.data_seed), "--device", args.device]
+    if args.optimizer != "sgd":
+        parts += ["--optimizer", args.optimizer]
+    if args.data is not None:
+        parts += ["--data", str(args.data)]
+    if args.init is not None:
+        parts += ["--init", args.init]
+    return shlex.join(parts)
+
+
+def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+
+    from ..checkpoints import continue_chain, load_tiny_ssd, save_tiny_ssd
+    from ..data.bananas import load_bananas
+    from ..device import describe_device
+    from ..progress import run_with_bar
+    from ..ssd import TinySSD, evaluate_ssd, train_ssd
+    from ..weights import WeightsError
+
+    device = resolve_or_exit(args.device, parser)
+    where = str(args.data) if args.data is not None else f"generated, data seed {args.data_seed}"
+    print(f"data: banana detection ({where}); device: {describe_device(device)}", file=sys.stderr)
+    train = load_bananas(args.data, "train", args.data_seed, progress=CountBar("generating bananas"))
+    val = load_bananas(args.data, "val", args.data_seed)
+    torch.manual_seed(args.seed)  # the initial weights
+    net, previous = TinySSD(1), None
+    if args.init is not None:
+        try:
+            net, previous = load_tiny_ssd(args.init, directory=args.weights_dir)
+        except WeightsError as err:
+            parser.error(f"--init: {err}")
+    start = time.perf_counter()
+    last = run_with_bar(train_ssd(train, val, net=net, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                  optimizer=args.optimizer, device=device, seed=args.seed))
+    seconds = time.perf_counter() - start
+    try:
+        metrics = evaluate_ssd(net, *val, device=device)
+    except ImportError as err:
+        print(f"note: {err}; reporting the book's metrics only", file=sys.stderr)
+        metrics = evaluate_ssd(net, *val, device=device, with_map=False)
+    metrics = {**{f"val_{k}": v for k, v in metrics.items()},
+               "train_class_err": last.metrics["class_err"], "train_bbox_mae": last.metrics["bbox_mae"],
+               "epochs": args.epochs, "train_seconds": round(seconds, 1)}
+    for key, value in metrics.items():
+        print(f"{key:16s} {value:.4g}")
+    if not args.save:
+        return 0
+    description = (f"TinySSD (d2l 14.7) trained on the synthetic banana data, {args.epochs} epochs "
+                   f"on {describe_device(device)} in {seconds:.0f} s")
+    command, metrics["epochs"], total_seconds = continue_chain(previous, _train_command(args), args.epochs, seconds)
+    metrics["train_seconds"] = round(total_seconds, 1)
+    if previous is not None:
+        description += f", continued from {previous.name} (sha256 {previous.sha256[:12]})"
+    entry = save_tiny_ssd(net, metrics, command, args.data_seed, directory=args.weights_dir, description=description)
+    folder = args.weights_dir or "pretrained"
+    print(f"saved {entry.name}: {folder}/{entry.file} ({entry.bytes:,} bytes, sha256 {entry.sha256[:12]}...)")
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..checkpoints import load_tiny_ssd
+    from ..ssd import predict
+    from ..weights import WeightsError
+
+    device, image = device_and_image(args, parser)
+    try:
+        net, entry = load_tiny_ssd(args.weights, args.weights_dir, device=device)
+    except WeightsError as err:
+        print(f"error: {err}\nTrain and register them with: {PROG} train ssd", file=sys.stderr)
+        return 1
+    rows = predict(net, image, threshold=args.threshold)[0]
+    print(f"# {args.image} ({image.shape[2]} x {image.shape[1]}), weights {entry.name}, score >= {args.threshold:g}")
+    print("class score x1 y1 x2 y2")
+    for cls, score, x1, y1, x2, y2 in rows.tolist():
+        print(f"{int(cls)} {score:.4f} {x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}")
+    if not len(rows):
+        print(f"# no detections with score >= {args.threshold:g}")
+    return 0

@@ -33,11 +33,12 @@ def assert_no_errors(page: Page):
 
 def box_traces(page: Page):
     """The plotly traces of the Boxes figure, as the browser holds them."""
-    page.wait_for_function("() => document.querySelector('#boxes-figure .js-plotly-plot')?.data")
-    return page.evaluate(
-        """() => Array.from(document.querySelector('#boxes-figure .js-plotly-plot').data)
-                  .filter(t => t.type === 'scatter').map(t => ({name: t.name, x: t.x, dash: t.line.dash}))"""
-    )
+    # One read that waits: plotly may be redrawing the figure (the element briefly gone) at any moment.
+    return page.wait_for_function(
+        """() => { const data = document.querySelector('#boxes-figure .js-plotly-plot')?.data;
+                   return data && Array.from(data).filter(t => t.type === 'scatter')
+                                     .map(t => ({name: t.name, x: t.x, dash: t.line.dash})); }"""
+    ).json_value()
 
 
 def edit_cell(page: Page, table: str, row: int, col: int, text: str):
@@ -69,7 +70,7 @@ def test_boxes_edit_a_cell_and_the_figure_follows(opened: Page):
     edit_cell(opened, "#boxes-table", 1, 3, "500")  # shuttle's x2
     expect(opened.locator("#boxes-xyxy")).to_contain_text("500")
     opened.wait_for_function(
-        "() => document.querySelector('#boxes-figure .js-plotly-plot').data.some(t => t.name === 'shuttle' && t.x[1] === 500)"
+        "() => document.querySelector('#boxes-figure .js-plotly-plot')?.data?.some(t => t.name === 'shuttle' && t.x[1] === 500)"
     )
     assert_no_errors(opened)
 
@@ -100,7 +101,7 @@ def test_boxes_choose_another_example(opened: Page):
     opened.get_by_role("option", name="coffee").click()
     expect(opened.locator("#boxes-caption")).to_contain_text("espresso")
     opened.wait_for_function(
-        "() => document.querySelector('#boxes-figure .js-plotly-plot').data.filter(t => t.type === 'scatter').length === 3"
+        "() => document.querySelector('#boxes-figure .js-plotly-plot')?.data?.filter(t => t.type === 'scatter').length === 3"
     )
     assert [t["name"] for t in box_traces(opened)] == ["cup", "saucer", "spoon"]
     assert_no_errors(opened)

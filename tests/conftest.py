@@ -22,6 +22,12 @@ CHROMIUM_FLAGS = [
 ]
 
 
+# Seconds a subprocess or a request may take before a test calls it hung. A limit, never a
+# measurement: a busy or slow machine may take many times longer than an idle one, and how long
+# things take belongs in benchmarks/.
+HANG_GUARD_S = 900
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -98,10 +98,9 @@ def test_a_light_request_is_answered_while_a_heavy_job_runs(app_url, monkeypatch
     try:
         assert running.wait(HANG_GUARD), "the style transfer never started"
         light = Client(app_url, verbose=False)
-        start = time.perf_counter()
+        # Answered at all while the heavy job holds its step: how fast is benchmarks.load's to say.
         *_, summary = light.submit("astronaut", "xyxy", "pixels", api_name="/boxes_example").result(
             timeout=HANG_GUARD)
-        print(f"light request answered in {time.perf_counter() - start:.2f} s beside the heavy job")
         assert not job.done() and summary == EXAMPLES["astronaut"].caption
     finally:
         release.set()

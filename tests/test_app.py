@@ -13,7 +13,7 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import HANG_GUARD_S, ROOT, free_port
 
 pytestmark = pytest.mark.app
 
@@ -137,10 +137,10 @@ def test_cli_rejects_bad_values(capsys):
 def test_analytics_off_unless_the_user_set_it():
     code = "import os, app; print(os.environ['GRADIO_ANALYTICS_ENABLED'])"
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_ANALYTICS_ENABLED"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert out.stdout.strip().splitlines()[-1] == "False"
     env["GRADIO_ANALYTICS_ENABLED"] = "True"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert out.stdout.strip().splitlines()[-1] == "True"
 
 
@@ -163,7 +163,7 @@ def test_share_without_internet_keeps_serving(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        lines, deadline = [], time.time() + 150
+        lines, deadline = [], time.time() + HANG_GUARD_S
         while time.time() < deadline:
             line = proc.stdout.readline()
             if not line:
@@ -174,8 +174,8 @@ def test_share_without_internet_keeps_serving(tmp_path):
         output = "".join(lines)
         assert "Could not create share link" in output, output
         assert proc.poll() is None, output  # still running
-        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=HANG_GUARD_S).read().decode()
         assert "Vision Lab" in page
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=HANG_GUARD_S)

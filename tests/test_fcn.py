@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 from vision_core import checkpoints, fcn
 from vision_core import weights as vc_weights
 from vision_core._runtime import imagenet_denormalize
@@ -480,7 +480,7 @@ def test_ddp_on_two_cpu_processes_agrees_across_ranks(voc_dir, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                "-m", "vision_core", "train", "fcn", "--voc-dir", str(voc_dir), "--crop", str(H), str(W), "--epochs", "1",
                "--batch-size", "4", "--device", "cpu", "--backbone", "none", "--report-dir", str(report)]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es) on cpu" in done.stdout and "test mIoU" in done.stdout
     ranks = [json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -505,7 +505,7 @@ def test_train_fcn_option_errors_exit_with_status_2(capsys):
 def test_fcn_imports_with_torch_alone():
     code = ("import sys, vision_core.fcn; "
             "print(sorted({'gradio', 'plotly', 'skimage', 'safetensors', 'torchmetrics'} & set(sys.modules)))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
 
 

@@ -1,6 +1,7 @@
 """benchmarks.gpu: the one GPU command runs its whole path small on the CPU, so it cannot rot."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks import gpu
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 
 CHECKS = [
     "anchors on the device",
@@ -35,8 +36,8 @@ def quick_run(tmp_path_factory):
             "    sys.modules[name] = None\n"
             f"sys.argv = ['benchmarks.gpu', '--device', 'cpu', '--quick', '--out', {str(out)!r}]\n"
             "runpy.run_module('benchmarks.gpu', run_name='__main__')\n")
-    # The timeout only guards against a hang; the run takes about a minute on two busy cores.
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    # The timeout only guards against a hang; how long the run takes is not checked.
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S)
     return done, out
 
 
@@ -56,10 +57,12 @@ def test_quick_cpu_run_passes_every_check_and_fills_every_row(quick_run):
     for part in ("multibox_target", "multibox_detection", "nms", "TinySSD, one epoch", "the book's SGD",
                  "AdamW", "FCN, one epoch", "style transfer"):
         assert part in workloads, part
-    assert all(r["ours_s"] > 0 for r in rows)
+    # Every row was measured (a number, not None); how long anything took is not checked here.
+    assert all(isinstance(r["ours_s"], float) and math.isfinite(r["ours_s"]) for r in rows)
     # Each baseline ran beside ours (d2l is installed with the test dependencies).
     with_baseline = [r for r in rows if "SGD" not in r["workload"] and "AdamW" not in r["workload"]]
-    assert all(r["baseline_s"] and r["baseline_s"] > 0 and r["ratio"] > 0 for r in with_baseline), with_baseline
+    assert all(isinstance(r["baseline_s"], float) and r["ratio"] == pytest.approx(r["baseline_s"] / r["ours_s"])
+               for r in with_baseline), with_baseline
     long_runs = [r for r in rows if "epochs of" in r["workload"]]
     assert len(long_runs) == 2 and all({"class_err", "bbox_mae"} <= set(r["metrics"]) for r in long_runs)
     # Bars are judged on CUDA at the issue's sizes only, never on a quick CPU run.

@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -68,7 +68,7 @@ def test_vision_core_imports_without_ui_packages():
         "import vision_core\n"
         "print(sorted(set(vision_core.__all__) - set(dir(vision_core))) or vision_core.box_iou.__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert out.returncode == 0 and out.stdout.strip() == "box_iou", out.stderr
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 from vision_core import checkpoints, ssd
 from vision_core.cli import main
 from vision_core.models import tiny_ssd
@@ -399,7 +399,7 @@ def test_load_tiny_ssd_leaves_the_global_rng_alone(tmp_path):
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "vision_core", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=HANG_GUARD_S)
 
 
 def test_cli_help_and_weights_list_in_a_subprocess(tmp_path):
@@ -496,7 +496,7 @@ def test_ssd_imports_with_torch_alone():
             "    sys.modules[m] = None\n"
             "import torch, vision_core.ssd as s\n"
             "print(s.TinySSD(1)(torch.zeros(1, 3, 64, 64))[1].shape[1])\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert out.returncode == 0 and out.stdout.strip() == "344", out.stderr  # (8*8 + 4*4 + 2*2 + 1 + 1) * 4
 
 

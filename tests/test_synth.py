@@ -15,6 +15,7 @@ import skimage
 import vision_core.data._synth as S
 import vision_core.data.bananas as B
 import vision_core.data.voc_synthetic as VS
+from tests.conftest import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 # The versions requirements.txt pins (Python >= 3.11): the images' bytes are only promised on them.
@@ -64,7 +65,7 @@ def test_both_generators_import_and_run_without_scikit_image(tmp_path):
         f"x, y = V.read_voc_images({str(tmp_path / 'v')!r})\n"
         "assert len(x) == 2 and x[0].shape == (3, 40, 48)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
 
 

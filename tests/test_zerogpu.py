@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from panels import zerogpu
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 
 FAKE_SPACES = '''
 import json, os
@@ -63,7 +63,7 @@ def test_with_spaces_the_heavy_jobs_ask_for_fitted_durations(tmp_path):
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "FAKE_SPACES_RECORD": str(record), "GRADIO_ANALYTICS_ENABLED": "False",
            "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VISION_LAB_DATA": str(tmp_path / "data")}
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=HANG_GUARD_S)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["wrapped"] == ["panels.segmentation.training.train", "panels.ssd.train", "panels.style.run"]

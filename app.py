@@ -18,7 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from panels import PANELS  # noqa: E402
+from panels import PANELS, admission, deployment  # noqa: E402
 from panels.cache import make_image_writes_atomic, start_trimming  # noqa: E402
 from panels.common import MAX_UPLOAD_BYTES  # noqa: E402
 from panels.i18n import tr, translations  # noqa: E402
@@ -36,6 +36,7 @@ THEME = gr.themes.Default(
 CSS = """
 #vl-header h1 { margin-bottom: 0; }
 #vl-header p { margin-top: 0.2em; color: var(--body-text-color-subdued); }
+#vl-limits p { margin: 0; font-size: 0.9em; color: var(--body-text-color-subdued); }
 """
 
 
@@ -49,17 +50,42 @@ def _header() -> str:
     )
 
 
+def _limits_note() -> str:
+    """The public server's limits, one line under the header (shown only on a shared server: the
+    numbers are panels.deployment's and panels.admission's, README's "Public server" lists them)."""
+    limit = deployment.job_limit_s(shared_server=True)
+    heavy = admission.MAX_HEAVY_PER_VISITOR
+    if limit is None:
+        return tr(f"Public server: at most {heavy} trainings or style transfers per visitor at a time.",
+                  f"公共服务器：每位访客同时最多 {heavy} 个训练或风格迁移任务。")
+    minutes = f"{limit / 60:g}"
+    return tr(f"Public server: a training or style transfer stops after {minutes} min, and each visitor may have "
+              f"{heavy} at a time. For longer jobs run Vision Lab on your own computer (`python app.py`).",
+              f"公共服务器：训练或风格迁移任务运行 {minutes} 分钟后停止，每位访客同时最多 {heavy} 个。"
+              "更长的任务请在自己的电脑上运行 Vision Lab（`python app.py`）。")
+
+
+def _page_top() -> tuple[str, gr.Markdown]:
+    """The header, and the limits line shown only when the server is shared (read on each page
+    load: ``--share`` is parsed after this module has built the demo)."""
+    return _header(), gr.Markdown(visible=deployment.shared())
+
+
 def build_demo() -> gr.Blocks:
-    """The whole dashboard: a header and one tab per panel, with the queue configured."""
+    """The whole dashboard: a header and one tab per panel, with the queue configured and its
+    door (panels/admission.py) installed."""
     with gr.Blocks(title=TITLE) as demo:
         header = gr.Markdown(_header(), elem_id="vl-header")
+        limits = gr.Markdown(_limits_note(), elem_id="vl-limits", visible=deployment.shared())
         with gr.Tabs():
             for panel in PANELS:
                 with gr.Tab(tr(panel.TITLE, panel.TITLE_ZH), id=panel.TAB_ID):
                     panel.build()
-        # Re-read on each page load: `--device` is parsed after this module has built the demo.
-        demo.load(_header, None, header, api_visibility="private")
+        # Re-read on each page load: `--device` and `--share` are parsed after this module has built the demo.
+        demo.load(_page_top, None, [header, limits], api_visibility="private")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
+    # Per-visitor limits, room for light calls, unread jobs dropped, sessions bound to their address.
+    admission.install(demo)
     start_trimming()  # Gradio's file cache stays under a size and an age; the examples stay
     make_image_writes_atomic()  # two visitors getting the same picture must not see it half-written
     return demo
@@ -96,6 +122,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    deployment.configure(share=args.share)
     print(f"Vision Lab on {describe_device()}", flush=True)
     demo.launch(
         server_name=args.host,

@@ -29,7 +29,7 @@ from vision_core.anchors import (
 from vision_core.boxes import box_iou, normalize_boxes
 from vision_core.examples import EXAMPLES, load_example
 
-from .box_table import BoxTable, parse_box_table
+from .box_table import BoxTable, RowLimit, check_table_size, parse_box_table, row_limited
 from .common import (
     Checkbox, Dataframe, Dropdown, Number, SafeImage, Slider, Textbox, as_rgb_image, example_photo,
     parse_floats, rerun_on_picture_changes, shows_errors,
@@ -41,6 +41,17 @@ TITLE = "Anchors"
 TITLE_ZH = "锚框"
 TAB_ID = "anchors"
 PLAY_DELAY = 0.6  # seconds between streamed steps: slow enough to follow by eye
+
+# Row limits of the three editable tables, refused with a message before any cell is read. The
+# book's examples have 2 ground-truth boxes, 5 anchors and 4 predictions. Labelling plays one
+# step per ground-truth box and draws an anchors x ground truth heatmap (50 x 20 = 1000 cells at
+# most); NMS plays one step per kept prediction, so Play lasts at most 50 x PLAY_DELAY = 30 s.
+MAX_GROUND_TRUTH_ROWS = 20
+MAX_ANCHOR_ROWS = 50
+MAX_PREDICTION_ROWS = 50
+GROUND_TRUTH = RowLimit(MAX_GROUND_TRUTH_ROWS, "the ground-truth table", "真实边界框表格")
+ANCHORS = RowLimit(MAX_ANCHOR_ROWS, "the anchors table", "锚框表格")
+PREDICTIONS = RowLimit(MAX_PREDICTION_ROWS, "the predictions table", "预测表格")
 
 # TinySSD's anchors (d2l 14.7): five stages over a 256 x 256 input.
 TINYSSD_SIZES = ((0.2, 0.272), (0.37, 0.447), (0.54, 0.619), (0.71, 0.79), (0.88, 0.961))
@@ -143,8 +154,9 @@ def click_to_cell(image: np.ndarray | None, fmap_h: float, fmap_w: float, evt: g
 
 # --- labelling ---------------------------------------------------------------------------------
 
-def _boxes_from_table(table: Any, size: tuple[int, int], what: str) -> BoxTable:
-    parsed = parse_box_table(table, "xyxy", "pixels", size)
+def _boxes_from_table(table: Any, size: tuple[int, int], what: str, limit: RowLimit) -> BoxTable:
+    """The table's boxes (xyxy, pixels); ValueError for a bad row, an empty table or one over ``limit``."""
+    parsed = parse_box_table(table, "xyxy", "pixels", size, limit)
     bad = [p for p in parsed.problems if not p.drawn]
     if bad:
         raise ValueError(bilingual(f"{what} row {bad[0].row}: {bad[0].message}",
@@ -169,13 +181,12 @@ def _iou_heatmap(iou: np.ndarray, anchor_names: Sequence[str], gt_names: Sequenc
     ))
     n_rows, n_cols = iou.shape
     grey = dict(type="rect", fillcolor="rgba(120,120,120,0.55)", line=dict(width=0), layer="above")
-    for r in discarded_rows:
-        fig.add_shape(x0=-0.5, x1=n_cols - 0.5, y0=r - 0.5, y1=r + 0.5, **grey)
-    for c in discarded_cols:
-        fig.add_shape(x0=c - 0.5, x1=c + 0.5, y0=-0.5, y1=n_rows - 0.5, **grey)
-    for (r, c), color in [(m, "#1a8a3a") for m in marks] + ([(highlight, "#c62828")] if highlight else []):
-        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color=color, width=4))
-    fig.update_layout(height=min(FIGURE_HEIGHT, 120 + 40 * n_rows), margin=dict(l=10, r=10, t=30, b=10),
+    # All shapes first, set once: plotly re-validates every shape on each add_shape (the square of the rows).
+    shapes = [dict(x0=-0.5, x1=n_cols - 0.5, y0=r - 0.5, y1=r + 0.5, **grey) for r in discarded_rows]
+    shapes += [dict(x0=c - 0.5, x1=c + 0.5, y0=-0.5, y1=n_rows - 0.5, **grey) for c in discarded_cols]
+    shapes += [dict(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color=color, width=4))
+               for (r, c), color in [(m, "#1a8a3a") for m in marks] + ([(highlight, "#c62828")] if highlight else [])]
+    fig.update_layout(shapes=shapes, height=min(FIGURE_HEIGHT, 120 + 40 * n_rows), margin=dict(l=10, r=10, t=30, b=10),
                       title=dict(text="IoU: anchors × ground truth (grey: discarded; red: greedy pick; "
                                       "green: by threshold)", font=dict(size=13)))
     fig.update_yaxes(autorange="reversed")
@@ -207,10 +218,12 @@ def _label_frame(steps: Sequence[Any], k: int, anchors: Sequence[str], gts: Sequ
 def render_labelling(image: np.ndarray | None, gt_table: Any, anchor_table: Any, threshold: float,
                      step: float) -> tuple[go.Figure, go.Figure, pd.DataFrame, str, dict[str, Any]]:
     """Anchors labelled against ground truth: the drawing, the IoU heatmap at ``step``, the offsets table."""
+    check_table_size(gt_table, GROUND_TRUTH)  # first: a table over its limit costs nothing more
+    check_table_size(anchor_table, ANCHORS)
     rgb = _photo(image)
     size = rgb.shape[:2]
-    gt = _boxes_from_table(gt_table, size, "ground truth")
-    anc = _boxes_from_table(anchor_table, size, "anchors")
+    gt = _boxes_from_table(gt_table, size, "ground truth", GROUND_TRUTH)
+    anc = _boxes_from_table(anchor_table, size, "anchors", ANCHORS)
     gt_n = normalize_boxes(gt.corners_px.float(), size)
     anc_n = normalize_boxes(anc.corners_px.float(), size)
     iou = box_iou(anc_n, gt_n).numpy()
@@ -242,9 +255,10 @@ def render_labelling(image: np.ndarray | None, gt_table: Any, anchor_table: Any,
 
 def _predictions(table: Any, size: tuple[int, int]) -> tuple[BoxTable, torch.Tensor]:
     """Boxes and class probabilities from rows [x1, y1, x2, y2, p(class 1), p(class 2)]."""
+    check_table_size(table, PREDICTIONS)
     rows = [list(r) for r in (table.values.tolist() if hasattr(table, "values") else table or [])]
     boxes_rows = [["", *r[:4]] for r in rows]
-    parsed = _boxes_from_table(boxes_rows, size, "predictions")
+    parsed = _boxes_from_table(boxes_rows, size, "predictions", PREDICTIONS)
     probs = []
     for i in [r - 1 for r in parsed.rows]:
         try:
@@ -265,6 +279,7 @@ def _predictions(table: Any, size: tuple[int, int]) -> tuple[BoxTable, torch.Ten
 def render_nms(image: np.ndarray | None, pred_table: Any, threshold: float,
                step: float) -> tuple[go.Figure, pd.DataFrame, str, dict[str, Any]]:
     """NMS at ``step``: kept / suppressed / current colouring, and the final detection table."""
+    check_table_size(pred_table, PREDICTIONS)  # first: a table over its limit costs nothing more
     rgb = _photo(image)
     size = rgb.shape[:2]
     parsed, cls_probs = _predictions(pred_table, size)
@@ -312,9 +327,10 @@ play_nms = play_steps(render_nms)
 
 # --- layout ------------------------------------------------------------------------------------
 
-def _table(value: list[list[Any]], headers: list[str], elem_id: str, label: str,
+def _table(value: list[list[Any]], headers: list[str], elem_id: str, label: str, limit: RowLimit,
            datatype: list[str] | None = None) -> gr.Dataframe:
-    return Dataframe(value=value, headers=headers, datatype=datatype or ["str"] + ["number"] * (len(headers) - 1),
+    """An editable table (pixels) that refuses more than ``limit`` rows before reading them."""
+    return row_limited(limit)(value=value, headers=headers, datatype=datatype or ["str"] + ["number"] * (len(headers) - 1),
                         type="array", interactive=True, label=label, elem_id=elem_id)
 
 
@@ -396,9 +412,9 @@ def build() -> None:
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
                     gt_table = _table(LABEL_GT, ["class", "x1", "y1", "x2", "y2"], "label-gt",
-                                      tr("Ground truth (pixels)", "真实边界框（像素）"))
+                                      tr("Ground truth (pixels)", "真实边界框（像素）"), GROUND_TRUTH)
                     anchor_table = _table(LABEL_ANCHORS, ["anchor", "x1", "y1", "x2", "y2"], "label-anchors",
-                                          tr("Anchors (pixels)", "锚框（像素）"))
+                                          tr("Anchors (pixels)", "锚框（像素）"), ANCHORS)
                     lb_threshold, lb_step, lb_play, lb_photo = _stepping_controls(
                         tr("IoU threshold (the book: 0.5)", "交并比阈值（书中：0.5）"), first[-1]["maximum"], "label",
                         photo0)
@@ -423,7 +439,7 @@ def build() -> None:
                 with gr.Column(scale=4, min_width=300):
                     pred_table = _table(NMS_PRED, ["x1", "y1", "x2", "y2", "p(astronaut)", "p(shuttle)"], "nms-pred",
                                         tr("Predicted boxes (pixels) and class probabilities",
-                                           "预测边界框（像素）和类别概率"),
+                                           "预测边界框（像素）和类别概率"), PREDICTIONS,
                                         datatype=["number"] * 6)
                     nms_threshold, nms_step, nms_play, nms_photo = _stepping_controls(
                         tr("NMS IoU threshold (the book: 0.5)", "非极大值抑制的交并比阈值（书中：0.5）"),

@@ -2,7 +2,9 @@
 
 Shared by every panel that lets a learner type boxes (boxes, ground truth, predictions).
 Cells are parsed one by one because a cell may hold anything; the geometric checks then
-run vectorised over all rows.
+run vectorised over all rows. Each table has a row limit (:class:`RowLimit`), checked on the
+row count before any cell is read, both by the page's input component (:func:`row_limited`,
+before Gradio validates or copies the payload) and by the handlers (for in-process callers).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any
 
+import gradio as gr
 import torch
 
 from vision_core._checks import check_choice
 from vision_core.boxes import BOX_FORMATS, box_convert, denormalize_boxes, normalize_boxes
 
+from .common import Dataframe
 from .i18n import bilingual
 
 FORMAT_COLUMNS = {
@@ -36,6 +40,26 @@ FORMAT_LABELS_ZH = {  # the same, for the page in Chinese (see panels.i18n)
 }
 UNITS = ("pixels", "normalised")
 UNITS_ZH = {"pixels": "像素", "normalised": "归一化"}
+
+# The Boxes tab's table. The book's examples have 2 to 5 boxes and a crowded teaching photo a
+# few dozen (VOC's busiest images about 40); every row is a traced outline, a label and a row
+# of three converted tables, so 50 keeps one request near 0.1 s of server CPU (README).
+MAX_BOX_ROWS = 50
+# Every table here has 5 or 6 columns; a row far wider is not a table someone typed, and its
+# cells would cost validation time before any row limit could refuse it.
+MAX_TABLE_COLUMNS = 16
+
+
+@dataclass(frozen=True)
+class RowLimit:
+    """A table's most rows, and its name in the refusal (English, Chinese)."""
+
+    rows: int
+    what: str
+    what_zh: str
+
+
+BOX_TABLE = RowLimit(MAX_BOX_ROWS, "the box table", "边界框表格")
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,67 @@ def check_format(fmt: str, units: str) -> None:
     page, whose radios bind both)."""
     check_choice(fmt, "format", BOX_FORMATS)
     check_choice(units, "units", UNITS)
+
+
+def check_table_size(table: Any, limit: RowLimit) -> None:
+    """Raise ValueError (both languages) when ``table`` (a Dataframe value) has more than
+    ``limit.rows`` rows, or a row wider than MAX_TABLE_COLUMNS cells.
+
+    The rows are counted before any of them is looked at, so a 100000-row payload costs no more
+    to refuse than a 51-row one. What is not a table passes: ``table_rows`` words that refusal.
+    """
+    if hasattr(table, "shape") and hasattr(table, "columns"):  # pandas.DataFrame
+        rows, widest = int(table.shape[0]), int(table.shape[1])
+    else:
+        data = table.get("data") if isinstance(table, dict) else table
+        if not isinstance(data, (list, tuple)):
+            return
+        rows, widest = len(data), 0
+        if rows <= limit.rows:
+            widest = max((len(r) for r in data if isinstance(r, (list, tuple))), default=0)
+    if rows > limit.rows:
+        raise ValueError(bilingual(
+            f"{limit.what} has {rows} rows; at most {limit.rows} are allowed. Remove rows and try again.",
+            f"{limit.what_zh}有 {rows} 行，最多允许 {limit.rows} 行。请删除一些行后重试。"))
+    if widest > MAX_TABLE_COLUMNS:
+        raise ValueError(bilingual(
+            f"{limit.what} has a row of {widest} cells; at most {MAX_TABLE_COLUMNS} are allowed.",
+            f"{limit.what_zh}中有一行包含 {widest} 个单元格，最多允许 {MAX_TABLE_COLUMNS} 个。"))
+
+
+def row_limited(limit: RowLimit) -> type[gr.Dataframe]:
+    """``panels.common.Dataframe`` that refuses a payload over ``limit`` with its message, before
+    Gradio validates the payload against its data model (pydantic, a cost in every cell).
+
+    One class per limit (not an instance setting): Gradio rebuilds a component from its
+    constructor's arguments when a handler updates it, which would drop an attribute.
+    """
+
+    class RowLimited(Dataframe):
+        is_template = True  # drawn as the Dataframe it extends
+        row_limit = limit
+
+        @property
+        def data_model(self) -> Any:
+            limited = self.__dict__.get("_row_limited_model")
+            if limited is None:
+                model = super().data_model  # common's Validated: words a wrong type
+
+                class Limited(model):
+                    @classmethod
+                    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
+                        try:
+                            check_table_size(obj, limit)
+                        except ValueError as err:
+                            raise gr.Error(str(err)) from None
+                        return model.model_validate(obj, *args, **kwargs)
+
+                Limited.__name__ = model.__name__
+                limited = self.__dict__["_row_limited_model"] = Limited
+            return limited
+
+    RowLimited.__name__ = RowLimited.__qualname__ = "Dataframe"
+    return RowLimited
 
 
 def table_rows(table: Any) -> list[list[Any]]:
@@ -115,7 +200,8 @@ def _parse_cell(cell: Any, column: str) -> tuple[float, str]:
     return value, ""
 
 
-def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int]) -> BoxTable:
+def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int],
+                    limit: RowLimit = BOX_TABLE) -> BoxTable:
     """Parse rows ``[label, c1, c2, c3, c4]`` and flag each bad one with its reason.
 
     Args:
@@ -123,10 +209,12 @@ def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int])
         fmt: the coordinates' format, one of ``BOX_FORMATS``.
         units: ``"pixels"`` or ``"normalised"`` (fractions of the image).
         image_size: ``(height, width)`` of the image the boxes belong to.
+        limit: the most rows; a longer table is refused before any cell is read.
 
     Returns:
         BoxTable: usable rows (drawn) and problems (by row, with the reason).
     """
+    check_table_size(table, limit)
     check_format(fmt, units)
     columns = FORMAT_COLUMNS[fmt]
     out = BoxTable(fmt=fmt, units=units)
@@ -197,12 +285,13 @@ def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int])
 
 
 def convert_table(table: Any, fmt_from: str, fmt_to: str, units_from: str, units_to: str,
-                  image_size: Sequence[int]) -> list[list[Any]]:
+                  image_size: Sequence[int], limit: RowLimit = BOX_TABLE) -> list[list[Any]]:
     """Rewrite the table's numeric rows from one format/units to another.
 
     Rows that do not parse as four finite numbers are left exactly as typed, so switching
-    the format never destroys what the learner wrote.
+    the format never destroys what the learner wrote. A table over ``limit`` is refused first.
     """
+    check_table_size(table, limit)
     check_format(fmt_from, units_from)
     check_format(fmt_to, units_to)
     rows = [(r + [None] * 5)[:5] for r in table_rows(table)]

@@ -19,14 +19,17 @@ from vision_core.boxes import BOX_FORMATS, box_convert, normalize_boxes
 from vision_core.examples import EXAMPLES, load_example
 
 from .box_table import (
+    BOX_TABLE,
     FORMAT_COLUMNS,
     FORMAT_LABELS,
     FORMAT_LABELS_ZH,
     UNITS,
     UNITS_ZH,
     BoxTable,
+    check_table_size,
     convert_table,
     parse_box_table,
+    row_limited,
 )
 from .common import Dataframe, Dropdown, Radio, SafeImage, as_rgb_image, shows_errors
 from .figures import boxes_figure, color_for
@@ -122,6 +125,7 @@ def render_boxes(image: np.ndarray | None, table: Any, fmt: str,
 
     Returns the figure, the boxes in xyxy / cxcywh / xywh, the flagged rows and a summary.
     """
+    check_table_size(table, BOX_TABLE)  # first: a table over the limit costs nothing more
     blank = image is None
     rgb = np.full((*BLANK_SIZE, 3), 255, np.uint8) if blank else as_rgb_image(image, "photo")
     size = rgb.shape[:2]
@@ -173,7 +177,7 @@ def build() -> None:
                     scale=2,
                 )
             units = Radio(choices=[(tr(u, UNITS_ZH[u]), u) for u in UNITS], value=units0, label=tr("Units", "单位"))
-            table = Dataframe(
+            table = row_limited(BOX_TABLE)(
                 value=table0,
                 headers=headers(fmt0),
                 datatype=["str", "number", "number", "number", "number"],

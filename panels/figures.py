@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
+from .common import MAX_IMAGE_SIDE
+
 # The book draws boxes in blue, green, red, magenta, cyan; these are the same hues, a
 # little darker so white label text stays readable on them.
 PALETTE = ("#1f5fbf", "#1a8a3a", "#c62828", "#9c27b0", "#00838f", "#ef6c00", "#5d4037", "#37474f")
 MAX_DISPLAY_SIDE = 1024  # larger photos are sent downscaled; coordinates stay in full-size pixels
 FIGURE_HEIGHT = 520
+# draw_boxes enlarges a small picture (SSD's views: to 512 px) at most to this many pixels: a
+# 256 x 256 banana becomes 512 x 512, a 2 x 40 strip stops at 456 x 9120 instead of 512 x 10240.
+MAX_ENLARGED_PIXELS = 2048 * 2048
 
 
 def color_for(index: int) -> str:
@@ -48,6 +54,31 @@ def image_trace(image: np.ndarray) -> go.Image:
     )
 
 
+def _box_trace(box: Sequence[float], label: str, color: str, dash: bool) -> dict:
+    """One box ``(x1, y1, x2, y2)`` in pixels as a closed outline with its own hover text.
+
+    A plain dict: the Figure validates it once, where a ``go.Scatter`` would be validated twice.
+    """
+    x1, y1, x2, y2 = box
+    return dict(
+        type="scatter",
+        x=[x1, x2, x2, x1, x1],
+        y=[y1, y1, y2, y2, y1],
+        mode="lines",
+        line=dict(color=color, width=3 if label else 1, dash="dash" if dash else "solid"),
+        name=label or "box",
+        hovertemplate=f"{label}<br>x1 {x1:.1f}, y1 {y1:.1f}<br>x2 {x2:.1f}, y2 {y2:.1f}<extra></extra>",
+    )
+
+
+def _box_annotation(box: Sequence[float], label: str, color: str) -> dict:
+    """The label of one box, white on its colour, at its upper-left corner ``(x1, y1)``."""
+    return dict(
+        x=box[0], y=box[1], text=label, showarrow=False, xanchor="left", yanchor="top",
+        font=dict(color="white", size=12), bgcolor=color, borderpad=2,
+    )
+
+
 def boxes_figure(
     image: np.ndarray,
     boxes: np.ndarray,
@@ -66,25 +97,14 @@ def boxes_figure(
         colors: ``K`` CSS colours.
         dashed: ``K`` flags; a dashed outline marks a box drawn clipped to the image.
     """
-    fig = go.Figure(image_trace(image))
     dashed = dashed if dashed is not None else [False] * len(labels)
-    for (x1, y1, x2, y2), label, color, dash in zip(np.asarray(boxes).tolist(), labels, colors, dashed):
-        fig.add_trace(
-            go.Scatter(
-                x=[x1, x2, x2, x1, x1],
-                y=[y1, y1, y2, y2, y1],
-                mode="lines",
-                line=dict(color=color, width=3 if label else 1, dash="dash" if dash else "solid"),
-                name=label or "box",
-                hovertemplate=f"{label}<br>x1 {x1:.1f}, y1 {y1:.1f}<br>x2 {x2:.1f}, y2 {y2:.1f}<extra></extra>",
-            )
-        )
-        if not label:
-            continue  # unlabelled boxes (e.g. hundreds of proposals) stay uncluttered
-        fig.add_annotation(
-            x=x1, y=y1, text=label, showarrow=False, xanchor="left", yanchor="top",
-            font=dict(color="white", size=12), bgcolor=color, borderpad=2,
-        )
+    rows = list(zip(np.asarray(boxes).tolist(), labels, colors, dashed))
+    # Every box's trace and label first, then one Figure: plotly re-validates the whole figure on
+    # each add_trace / add_annotation, so adding them one by one cost the square of the boxes.
+    traces = [_box_trace(box, label, color, dash) for box, label, color, dash in rows]
+    # Unlabelled boxes (e.g. hundreds of proposals) stay uncluttered: no annotation.
+    annotations = [_box_annotation(box, label, color) for box, label, color, _ in rows if label]
+    fig = go.Figure(data=[image_trace(image), *traces], layout=dict(annotations=annotations))
     h, w = image.shape[:2]
     fig.update_layout(
         height=height,
@@ -99,6 +119,19 @@ def boxes_figure(
     return fig
 
 
+def _drawing_scale(height: int, width: int, min_side: int) -> float:
+    """What :func:`draw_boxes` resizes a ``height x width`` picture by: a whole enlargement until the
+    shorter side reaches ``min_side``, kept within MAX_ENLARGED_PIXELS and MAX_IMAGE_SIDE; a shrink
+    to MAX_IMAGE_SIDE when the picture itself is longer (a caller that skipped ``as_rgb_image``)."""
+    longest = max(height, width)
+    if longest > MAX_IMAGE_SIDE:
+        return MAX_IMAGE_SIDE / longest
+    wanted = min_side // min(height, width) if min_side else 1
+    # Without these caps an 8 x 20000 strip asked for 512 px would grow 64 times each way (GBs).
+    allowed = min(MAX_IMAGE_SIDE // longest, math.isqrt(MAX_ENLARGED_PIXELS // (height * width)))
+    return max(1, min(wanted, allowed))
+
+
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], width: int = 2,
                labels: Sequence[str] | None = None, min_side: int = 0) -> np.ndarray:
     """Boxes burnt into a copy of the photo (for clickable ``gr.Image`` views), via torchvision.
@@ -107,18 +140,27 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], widt
         image: ``[H, W, 3]`` uint8 RGB.
         boxes: ``[K, 4]`` corner-format boxes in pixels (clipped to the image here).
         min_side: small images are first enlarged (nearest neighbour, whole factor) until
-            their shorter side reaches this, so labels stay legible on a 256 px image.
+            their shorter side reaches this, so labels stay legible on a 256 px image; never
+            beyond MAX_ENLARGED_PIXELS pixels or MAX_IMAGE_SIDE a side.
+
+    Returns:
+        ``[H', W', 3]`` uint8, with ``max(H', W') <= MAX_IMAGE_SIDE`` whatever comes in.
     """
     import torch
     from torchvision.utils import draw_bounding_boxes
 
-    factor = max(1, min_side // min(image.shape[:2])) if min_side else 1
-    if factor > 1:
-        image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+    height, width_px = image.shape[:2]
+    scale = _drawing_scale(height, width_px, min_side)
+    if scale > 1:
+        image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    elif scale < 1:
+        size = (max(1, round(width_px * scale)), max(1, round(height * scale)))
+        image = np.array(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.BILINEAR))
     h, w = image.shape[:2]
     if len(boxes) == 0:
         return image
-    t = torch.as_tensor(np.asarray(boxes, dtype=np.float32)) * factor
+    # Box coordinates follow the picture's resize, axis by axis ([4]: x, y, x, y).
+    t = torch.as_tensor(np.asarray(boxes, dtype=np.float32)) * torch.tensor([w / width_px, h / height] * 2)
     t[:, 0::2] = t[:, 0::2].clamp(0, w - 1)
     t[:, 1::2] = t[:, 1::2].clamp(0, h - 1)
     out = draw_bounding_boxes(

@@ -152,8 +152,9 @@ def render_regions(image: np.ndarray | None, mode: str, top_k: float, index: flo
     grid_fig = _grid_figure(fmap, result, f"proposal {index} → rows {ys}..{ye - 1}, columns {xs}..{xe - 1}")
     table = pd.DataFrame(pooled.round(4), columns=[f"col {j}" for j in range(out_w)])
     table.insert(0, "row", list(range(out_h)))
+    regions = f"{len(boxes)} region{'s' if len(boxes) != 1 else ''}"
     summary = (
-        f"Selective search ({mode}) proposed **{len(boxes)} regions** in {seconds:.2f} s"
+        f"Selective search ({mode}) proposed **{regions}** in {seconds:.2f} s"
         f"{' (cached)' if cached else ''}; the first {len(shown)} are drawn. "
         f"Proposal {index}: ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}) px. "
         f"On the {fmap.shape[2]} × {fmap.shape[3]} feature map (stride {stride}, spatial scale 1/{stride}) "
@@ -165,8 +166,18 @@ def render_regions(image: np.ndarray | None, mode: str, top_k: float, index: flo
         proposals_fig, grid_fig,
         _small_heatmap(pooled, f"RoI pooling {out_h} × {out_w} (= torchvision roi_pool)"),
         _small_heatmap(aligned[0, 0].double().numpy(), f"RoIAlign {out_h} × {out_w}"),
-        table, summary, gr.update(maximum=len(shown) - 1, value=index),
+        table, summary, index_slider(len(shown), index),
     )
+
+
+def index_slider(shown: int, index: int) -> dict[str, Any]:
+    """The "Proposal to pool" slider's update for ``shown`` proposals drawn, ``index`` chosen.
+
+    A slider needs maximum > minimum (Gradio raises otherwise), so with one proposal drawn (top K
+    = 1, or a photo with one region) it keeps the range 0..1 and is locked at 0; render_regions
+    clamps any index to the proposals drawn.
+    """
+    return gr.update(maximum=max(shown - 1, 1), value=index, interactive=shown > 1)
 
 
 def build() -> None:

@@ -2,28 +2,50 @@
 shipped checkpoint (docs/ARCHITECTURE.md, "Trained networks in the page").
 
 The SSD and the segmentation panels each keep one :class:`SessionModels`: a slot per session
-for the network trained in it (for the most recent sessions only, so memory stays bounded),
-the shipped network loaded once for everyone, and the Stop flags of the session's running
-training. A stored network and a Stop flag live apart: evicting a session's network never
-touches its flag, which belongs to a job that may still be running.
+for the network trained in it, the shipped network loaded once for everyone, and the Stop flags
+of the session's running training. Memory stays bounded per *visitor* (a client address, see
+``panels.common.visitor_of``), not per server: a visitor keeps the networks of its most recent
+sessions, and all visitors' networks together fit a byte budget. A visitor's trainings evict its
+own networks first, so one visitor cannot push out another's until the server is at its budget.
+A session whose network was dropped is remembered (a bounded set), so Detect / Segment say so
+instead of silently answering with the shipped checkpoint.
+
+A stored network and a Stop flag live apart: evicting a session's network never touches its
+flag, which belongs to a job that may still be running.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import gradio as gr
 from torch import nn
 
 from vision_core.weights import WeightsError
 
-from .common import StopFlags, session_of
+from .common import StopFlags, session_of, visitor_of
 from .zerogpu import park
 
 STOPPING = "Stopping after the current batch…"
 IDLE = "Nothing is training in this session."
+MAX_DROPPED_REMEMBERED = 4096  # sessions told "your network was dropped" (~100 bytes each), oldest forgotten first
+MiB = 2**20
+DEFAULT_MAX_BYTES = 256 * MiB  # for a slot made without a budget (the panels pass their own)
+
+
+class _Stored(NamedTuple):
+    net: nn.Module
+    description: str
+    visitor: str
+    nbytes: int  # parameters and buffers: what keeping the network costs
+
+
+def network_bytes(net: nn.Module) -> int:
+    """Bytes of ``net``'s parameters and buffers (what a stored network holds in memory)."""
+    return sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
 
 
 class SessionModels:
@@ -33,15 +55,20 @@ class SessionModels:
         load_shipped: loads the shipped network (sha256-checked by vision_core) and says what it
             is; may raise ``WeightsError``. Called once, on first use.
         unavailable: the text shown instead when loading fails, from the error.
-        capacity: how many sessions' trained networks are kept; the least recently stored go.
+        capacity: how many networks one visitor keeps (its most recently used sessions').
+        max_bytes: the bytes of all visitors' stored networks together; beyond it the least
+            recently used network of the visitor holding the most goes first.
     """
 
     def __init__(self, load_shipped: Callable[[], tuple[nn.Module, str]],
-                 unavailable: Callable[[WeightsError], str], capacity: int) -> None:
-        self._load_shipped, self._unavailable, self.capacity = load_shipped, unavailable, capacity
+                 unavailable: Callable[[WeightsError], str], capacity: int,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._load_shipped, self._unavailable = load_shipped, unavailable
+        self.capacity, self.max_bytes = capacity, max_bytes
         self._lock = threading.Lock()
         self._shipped: tuple[nn.Module | None, str] | None = None
-        self._trained: OrderedDict[str, tuple[nn.Module, str]] = OrderedDict()  # session -> (net, description)
+        self._trained: OrderedDict[str, _Stored] = OrderedDict()  # session -> its network, least recently used first
+        self._dropped: OrderedDict[str, str] = OrderedDict()  # session -> why its network went ("visitor" / "budget")
         self.stops = StopFlags(STOPPING, IDLE)  # each session's Stop flag, while it trains
 
     def shipped(self) -> tuple[nn.Module | None, str]:
@@ -55,23 +82,71 @@ class SessionModels:
             return self._shipped
 
     def remember(self, request: gr.Request | None, net: nn.Module, description: str) -> None:
-        """Keep ``net`` as this session's network (parked on the CPU on ZeroGPU), forgetting the
-        least recently stored beyond :attr:`capacity`. Stop flags are left alone."""
-        session = session_of(request)
+        """Keep ``net`` as this session's network (parked on the CPU on ZeroGPU), then evict what
+        is over the visitor's :attr:`capacity` or the server's :attr:`max_bytes`. Stop flags are
+        left alone."""
+        for parameter in net.parameters():
+            parameter.grad = None  # a stored network only predicts: its last gradients would double its bytes
+        session, visitor = session_of(request), visitor_of(request)
         with self._lock:
-            self._trained[session] = (park(net), description)
+            self._trained[session] = _Stored(park(net), description, visitor, network_bytes(net))
             self._trained.move_to_end(session)
-            while len(self._trained) > self.capacity:
-                self._trained.popitem(last=False)
+            self._dropped.pop(session, None)
+            mine = [s for s, stored in self._trained.items() if stored.visitor == visitor]
+            for old in mine[:max(0, len(mine) - self.capacity)]:  # the visitor's least recently used
+                self._drop(old, "visitor")
+            while sum(stored.nbytes for stored in self._trained.values()) > self.max_bytes:
+                victim = self._over_budget_victim(keep=session)
+                if victim is None:
+                    break  # only the new network is left: a budget below one network still keeps it
+                self._drop(victim, "budget")
+
+    def _over_budget_victim(self, keep: str) -> str | None:
+        """The session to drop when over budget: the least recently used network of the visitor
+        holding the most (with one network each, the globally least recently used); never ``keep``."""
+        counts = Counter(stored.visitor for stored in self._trained.values())
+        most = max(counts.values())
+        return next((s for s, stored in self._trained.items() if s != keep and counts[stored.visitor] == most),
+                    next((s for s in self._trained if s != keep), None))
+
+    def _drop(self, session: str, why: str) -> None:
+        """Forget ``session``'s network and remember why (for its next Detect / Segment); lock held."""
+        del self._trained[session]
+        self._dropped[session] = why
+        self._dropped.move_to_end(session)
+        while len(self._dropped) > MAX_DROPPED_REMEMBERED:
+            self._dropped.popitem(last=False)
 
     def sessions(self) -> list[str]:
-        """The sessions whose trained network is kept, least recently stored first."""
+        """The sessions whose trained network is kept, least recently used first."""
         with self._lock:
             return list(self._trained)
 
     def active(self, request: gr.Request | None) -> tuple[nn.Module | None, str]:
-        """The network this session uses and what it is: its own trained one, else the shipped one;
-        ``(None, why)`` when there is neither (the caller says so where the network is needed)."""
+        """The network this session uses and what it is: its own trained one (now its most recently
+        used), else the shipped one; ``(None, why)`` when there is neither (the caller says so where
+        the network is needed). :meth:`dropped_note` says whether the session's own was evicted."""
+        session = session_of(request)
         with self._lock:
-            mine = self._trained.get(session_of(request))
-        return mine if mine is not None else self.shipped()
+            mine = self._trained.get(session)
+            if mine is not None:
+                self._trained.move_to_end(session)
+        return (mine.net, mine.description) if mine is not None else self.shipped()
+
+    def dropped_note(self, request: gr.Request | None) -> str:
+        """A Markdown line in English and Chinese when this session's trained network was evicted
+        (it now uses the shipped checkpoint), else ``""``: eviction is never silent."""
+        with self._lock:
+            why = self._dropped.get(session_of(request))
+        if why is None:
+            return ""
+        if why == "visitor":
+            keeps = f"the networks of each visitor's {self.capacity} most recently used sessions"
+            keeps_zh = f"每位访客最近使用的 {self.capacity} 个会话的网络"
+        else:
+            keeps = (f"at most {self.max_bytes / MiB:.0f} MiB of trained networks for all visitors together, "
+                     "dropping the least recently used")
+            keeps_zh = f"所有访客合计最多 {self.max_bytes / MiB:.0f} MiB 的训练网络，最久未用的先被移除"
+        return (f"  \n**Your trained network was dropped to make room** (the server keeps {keeps}); train again "
+                f"— using the shipped checkpoint.  \n**你训练的网络已被移除以腾出空间**（服务器只保留{keeps_zh}）；"
+                "请重新训练——现在使用的是随附的检查点。")

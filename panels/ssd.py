@@ -64,7 +64,8 @@ TRAIN_HINT = ("The time grows with images × epochs. While it trains, the status
 TRAIN_HINT_ZH = ("用时随图像数 × 迭代周期数增长。训练时，状态栏会显示在本机上测得的每批用时和预计剩余时间；"
                  "GPU 比 CPU 快很多倍。想快速看一眼，可以减少图像数或迭代周期。")
 
-MAX_SESSION_NETS = 8  # networks trained in the page are kept for the most recent sessions only
+MAX_SESSION_NETS = 8  # a visitor keeps the networks it trained in its 8 most recently used sessions
+MAX_SESSION_BYTES = 128 * 2**20  # all visitors' TinySSDs together (~3.9 MiB each, so about 32)
 
 
 def _load_shipped() -> tuple[TinySSD, str]:
@@ -80,7 +81,7 @@ def _unavailable(err: WeightsError) -> str:
 
 
 # Each session's detector: the one it trained here, else the shipped checkpoint; and its Stop flag.
-sessions = SessionModels(_load_shipped, _unavailable, MAX_SESSION_NETS)
+sessions = SessionModels(_load_shipped, _unavailable, MAX_SESSION_NETS, MAX_SESSION_BYTES)
 
 
 def architecture() -> pd.DataFrame:
@@ -132,7 +133,8 @@ def detect(image: np.ndarray | None, threshold: float,
     drawn = draw_boxes(rgb, rows[:, 2:].numpy(), [color_for(2)] * len(rows), width=2, labels=labels, min_side=512)
     table = pd.DataFrame(rows.double().numpy().round(3), columns=["class", "score", "x1", "y1", "x2", "y2"])
     summary = (f"**{len(rows)} detection{'s' if len(rows) != 1 else ''}** with score ≥ {float(threshold):g} · "
-               f"{latency:.1f} ms on {next(net.parameters()).device} · weights: {which}")
+               f"{latency:.1f} ms on {next(net.parameters()).device} · weights: {which}"
+               + sessions.dropped_note(request))
     return drawn, table, summary
 
 
@@ -197,7 +199,7 @@ def train(epochs: float, batch_size: float, lr: float, num_train: float, optimiz
                     sessions.remember(request, net, f"trained here: {len(stream.history)} epoch(s) on {num_train} "
                                                     "images" + (" (stopped early)" if stopped(record) else ""))
                     last = stream.history[-1] if stream.history else {}
-                    status = f"{outcome(record)} {status}" + (
+                    status = f"{outcome(record, stop)} {status}" + (
                         f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"
                         if "val_class_err" in last else "") + " · Detect now uses this network in your session."
                 yield _curves(stream.history), stream.preview, status

@@ -6,10 +6,15 @@ one :class:`Stream` each: it keeps the epoch history (or the per-step loss serie
 preview and the pace; :func:`outcome` words the last record. No time is promised before a run
 (a machine's speed is not known ahead of it): the status shows the time per step measured so
 far and the time left at that pace.
+
+A heavy job's Stop flag is a :class:`JobFlag`: on a shared server it also sets itself when the
+job has run for ``panels.deployment.job_limit_s()``, and :func:`outcome` then says the job met
+the server's limit (the one place that limit is enforced; the panels pass their flag to it).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -18,6 +23,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from vision_core.progress import Progress
+
+from . import deployment
 
 # One heavy job (a training or an optimisation) at a time per server: they share the device.
 HEAVY: dict[str, Any] = dict(concurrency_id="heavy", concurrency_limit=1)
@@ -111,10 +118,61 @@ class Stream:
         return f"{text} · {timing}" if timing else text
 
 
-def outcome(record: Progress) -> str:
+class JobFlag(threading.Event):
+    """A heavy job's Stop flag that also sets itself when the job's time budget runs out.
+
+    On a shared server one job may run for :func:`panels.deployment.job_limit_s` seconds (counted
+    from when its flag is made, i.e. when it leaves the queue and starts). Stopping at the limit is
+    Stop's own path, cooperative: the job reads ``is_set()`` before every step or batch, so it ends
+    at a step boundary with its last record (a training keeps the network trained so far), and the
+    panel's ``finally`` closes the job's generator, which frees its memory. No timer thread: the
+    deadline is checked when the job asks. :attr:`out_of_time` tells :func:`outcome` why it stopped.
+
+    Args:
+        limit_s: seconds the job may run; None for no limit.
+        clock: monotonic seconds (a test may pass its own).
+    """
+
+    def __init__(self, limit_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.limit_s, self._clock = limit_s, clock
+        self._deadline = None if limit_s is None else clock() + limit_s
+        self.out_of_time = False  # set when the deadline, not Stop, set the flag
+
+    def is_set(self) -> bool:
+        """Whether the job must stop: Stop was pressed, or its time is up (which sets the flag)."""
+        if super().is_set():
+            return True
+        if self._deadline is not None and self._clock() >= self._deadline:
+            self.out_of_time = True
+            self.set()
+            return True
+        return False
+
+
+def job_flag() -> JobFlag:
+    """A fresh Stop flag for a heavy job, with this server's time budget (panels.common.StopFlags makes them)."""
+    return JobFlag(deployment.job_limit_s())
+
+
+def limit_text(limit_s: float) -> str:
+    """What a job stopped at the time limit says first, in both languages (the page also says
+    the limit under its header: app.py)."""
+    limit = _duration(limit_s)
+    return (f"**Stopped at this server's limit of {limit} per job.** For longer jobs run Vision Lab on your own "
+            f"computer (`python app.py`: no limit there). 已达到本服务器每个任务 {limit} 的上限而停止；"
+            "更长的任务请在自己的电脑上运行（`python app.py`，没有上限）。")
+
+
+def outcome(record: Progress, flag: threading.Event | None = None) -> str:
     """How a job's last record begins its status: ``"**Stopped.**"`` when it stopped early (Stop,
-    or a job that gave up, e.g. on a NaN loss; its message says why), else ``"**Done.**"``."""
-    return "**Stopped.**" if stopped(record) else "**Done.**"
+    or a job that gave up, e.g. on a NaN loss; its message says why), :func:`limit_text` when its
+    ``flag`` (a :class:`JobFlag`) ran out of time, else ``"**Done.**"``."""
+    if not stopped(record):
+        return "**Done.**"
+    if isinstance(flag, JobFlag) and flag.out_of_time and flag.limit_s is not None:
+        return limit_text(flag.limit_s)
+    return "**Stopped.**"
 
 
 def stopped(record: Progress) -> bool:

@@ -32,6 +32,7 @@ from vision_core.weights import WeightsError, download_torchvision_checkpoint
 from .common import (
     Checkbox, Dropdown, Radio, SafeImage, Slider, StopFlags, as_rgb_image, handles_out_of_memory, shows_errors,
 )
+from .deployment import visitor_downloads
 from .i18n import bilingual, tr
 from .streaming import HEAVY, Stream, log_curves, outcome, stopped
 from .zerogpu import on_gpu, park, style_seconds
@@ -92,31 +93,54 @@ _NO_VGG_EN = (f"VGG-19 (the book's network) is not on this machine: its weights 
               "stands in.")
 _NO_VGG_ZH = (f"本机没有 VGG-19（书中的网络）：它的权重是 torchvision 的 `{VGG19_FILE}`（548 MB），"
               "联网时可用下面的按钮下载；离线时由 EfficientNet-Lite0 代替。")
-_NOTES = {  # (network, VGG-19 state) -> the note, one translation pair each (one marker per string)
-    ("efficientnet_lite0", "absent"): (f"{_LITE0_EN} {_NO_VGG_EN} Runs on", f"{_LITE0_ZH}{_NO_VGG_ZH}运行于"),
-    ("efficientnet_lite0", "here"): (f"{_LITE0_EN} VGG-19's ImageNet weights are here too: choose it for the "
-                                     "book's network. Runs on",
-                                     f"{_LITE0_ZH}本机也有 VGG-19 的 ImageNet 权重：选择它即可使用书中的网络。运行于"),
-    ("efficientnet_lite0", "broken"): (f"{_LITE0_EN} VGG-19's file is there but broken: delete it and download it "
-                                       "again. Runs on",
-                                       f"{_LITE0_ZH}VGG-19 的文件已损坏：请删除后重新下载。运行于"),
-    ("vgg19", "here"): (f"{_VGG_EN} Runs on", f"{_VGG_ZH}运行于"),
-    ("vgg19", "absent"): (f"**Network: VGG-19 — not available.** {_NO_VGG_EN} Start will say so; choose "
-                          "EfficientNet-Lite0. Runs on",
-                          f"**特征网络：VGG-19 —— 不可用**。{_NO_VGG_ZH}点击开始会提示这一点；请选择 EfficientNet-Lite0。运行于"),
-    ("vgg19", "broken"): ("**Network: VGG-19 — its file is broken:** delete it and download it again; choose "
-                          "EfficientNet-Lite0 meanwhile. Runs on",
-                          "**特征网络：VGG-19 —— 文件已损坏**：请删除后重新下载；在此之前请选择 EfficientNet-Lite0。运行于"),
+# On a shared server visitors start no downloads (panels.deployment.visitor_downloads): the operator fetches.
+FETCH_VGG19 = "python -m vision_core weights fetch vgg19"
+_OPERATOR_EN = (f"this shared server downloads nothing a visitor asks for: its operator fetches the file from a "
+                f"shell with `{FETCH_VGG19}` (or allows the download button with VISION_LAB_ALLOW_DOWNLOADS=1)")
+_OPERATOR_ZH = (f"这台共享服务器不会按访客的请求下载任何文件：由服务器的管理者在命令行运行 `{FETCH_VGG19}` 获取该文件"
+                "（或设置 VISION_LAB_ALLOW_DOWNLOADS=1 以启用下载按钮）")
+_NO_VGG_SHARED_EN = (f"VGG-19 (the book's network) is not on this machine: its weights are torchvision's "
+                     f"`{VGG19_FILE}` (548 MB), and {_OPERATOR_EN}; meanwhile EfficientNet-Lite0 stands in.")
+_NO_VGG_SHARED_ZH = (f"本机没有 VGG-19（书中的网络）：它的权重是 torchvision 的 `{VGG19_FILE}`（548 MB），"
+                     f"而{_OPERATOR_ZH}；在此之前由 EfficientNet-Lite0 代替。")
+
+
+def _notes(no_vgg: tuple[str, str], fix: tuple[str, str]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(network, VGG-19 state) -> the note, one translation pair each (one marker per string), given
+    what a missing VGG-19 note says (``no_vgg``) and how a broken file is replaced (``fix``)."""
+    return {
+        ("efficientnet_lite0", "absent"): (f"{_LITE0_EN} {no_vgg[0]} Runs on", f"{_LITE0_ZH}{no_vgg[1]}运行于"),
+        ("efficientnet_lite0", "here"): (f"{_LITE0_EN} VGG-19's ImageNet weights are here too: choose it for the "
+                                         "book's network. Runs on",
+                                         f"{_LITE0_ZH}本机也有 VGG-19 的 ImageNet 权重：选择它即可使用书中的网络。运行于"),
+        ("efficientnet_lite0", "broken"): (f"{_LITE0_EN} VGG-19's file is there but broken: {fix[0]}. Runs on",
+                                           f"{_LITE0_ZH}VGG-19 的文件已损坏：{fix[1]}。运行于"),
+        ("vgg19", "here"): (f"{_VGG_EN} Runs on", f"{_VGG_ZH}运行于"),
+        ("vgg19", "absent"): (f"**Network: VGG-19 — not available.** {no_vgg[0]} Start will say so; choose "
+                              "EfficientNet-Lite0. Runs on",
+                              f"**特征网络：VGG-19 —— 不可用**。{no_vgg[1]}点击开始会提示这一点；请选择 EfficientNet-Lite0。运行于"),
+        ("vgg19", "broken"): (f"**Network: VGG-19 — its file is broken:** {fix[0]}; choose EfficientNet-Lite0 "
+                              "meanwhile. Runs on",
+                              f"**特征网络：VGG-19 —— 文件已损坏**：{fix[1]}；在此之前请选择 EfficientNet-Lite0。运行于"),
+    }
+
+
+_NOTES = {  # visitor_downloads() -> (network, VGG-19 state) -> the note
+    True: _notes((_NO_VGG_EN, _NO_VGG_ZH), ("delete it and download it again", "请删除后重新下载")),
+    False: _notes((_NO_VGG_SHARED_EN, _NO_VGG_SHARED_ZH),
+                  (f"this shared server's operator deletes it and fetches it again with `{FETCH_VGG19}`",
+                   f"需由这台共享服务器的管理者删除它，并运行 `{FETCH_VGG19}` 重新获取")),
 }
 
 
 def network_note(name: str) -> str:
-    """Which network a run will use, where its weights come from, and how to get VGG-19 (in both languages)."""
+    """Which network a run will use, where its weights come from, and how to get VGG-19 (in both
+    languages): the download button where visitors may download, else the operator's command."""
     try:
         state, detail = ("here", "") if find_vgg19_imagenet() is not None else ("absent", "")
     except WeightsError as err:
         state, detail = "broken", f" ({err})"
-    en, zh = _NOTES[(name, state)]
+    en, zh = _NOTES[visitor_downloads()][(name, state)]
     return tr(en, zh) + f" {describe_device(get_device())}.{detail}"
 
 
@@ -213,7 +237,7 @@ def run(content: np.ndarray | None, style: np.ndarray | None, network_name: str,
                     f" · {shape[0]} × {shape[1]} on {get_device()}"))
                 if record.done:
                     why = f" {record.message[0].upper()}{record.message[1:]}." if stopped(record) else ""
-                    yield (stream.preview, _curves(stream.series), f"{outcome(record)} {status}.{why}",
+                    yield (stream.preview, _curves(stream.series), f"{outcome(record, stop)} {status}.{why}",
                            _save_result(stream.preview))
                 else:
                     yield stream.preview, _curves(stream.series), status, gr.skip()
@@ -229,7 +253,15 @@ def stop_run(request: gr.Request | None = None) -> str:
 
 @shows_errors
 def download_vgg19(progress: gr.Progress = gr.Progress()) -> tuple[str, Any, Any]:
-    """Fetch torchvision's VGG-19 into the torch cache (only on this click), with a progress bar."""
+    """Fetch torchvision's VGG-19 into the torch cache (only on this click), with a progress bar.
+
+    On a shared server (panels.deployment) a visitor cannot make it download: the endpoint stays
+    (the API does not change with the deployment) and refuses before any connection.
+    """
+    if not visitor_downloads():
+        raise ValueError(bilingual(f"VGG-19 is not downloaded here: {_OPERATOR_EN}. EfficientNet-Lite0 works "
+                                   "meanwhile.",
+                                   f"这里不会下载 VGG-19：{_OPERATOR_ZH}。在此之前可以使用 EfficientNet-Lite0。"))
     for record in download_torchvision_checkpoint(VGG19_FILE):  # WeightsError (a ValueError) says why not
         if record.total:
             progress(record.fraction, desc=record.message)
@@ -250,6 +282,9 @@ def build() -> None:
     """Lay out the Style transfer tab and wire its events."""
     first = "efficientnet_lite0"
     start_values = preset(first)
+    for notes in _NOTES.values():  # recorded now, so every note a later choice may show is in the page's i18n
+        for en, zh in notes.values():
+            tr(en, zh)
     gr.Markdown(tr(INTRO, INTRO_ZH))
     with gr.Row():
         with gr.Column(scale=5, min_width=320):
@@ -275,7 +310,7 @@ def build() -> None:
                                   elem_id="style-network")
             net_note = gr.Markdown(network_note(first), elem_id="style-network-note")
             vgg_btn = gr.Button(tr(f"Download VGG-19 ({VGG19_FILE}, 548 MB)", f"下载 VGG-19（{VGG19_FILE}，548 MB）"), size="sm", elem_id="style-vgg-btn",
-                                visible=find_vgg19_imagenet() is None)
+                                visible=find_vgg19_imagenet() is None and visitor_downloads())
             with gr.Row():
                 book_btn = gr.Button(tr("The book's settings", "书中的设置"), size="sm", elem_id="style-book-btn")
                 net_btn = gr.Button(tr("This network's settings", "该网络的设置"), size="sm", elem_id="style-preset-btn")

@@ -461,11 +461,11 @@ def test_cli_train_records_the_command_and_metrics(tmp_path, monkeypatch, capsys
     assert "val_class_err" in capsys.readouterr().out
     assert main(["weights", "verify", "--weights-dir", str(tmp_path)]) == 0
     assert main(["train", "ssd", "--epochs", "1", "--batch-size", "2", "--lr", "0.001", "--optimizer", "adamw",
-                 "--device", "cpu", "--init", "tiny_ssd_bananas", "--weights-dir", str(tmp_path)]) == 0
+                 "--device", "cpu", "--init", "tiny_ssd_trained", "--weights-dir", str(tmp_path)]) == 0
     row = json.loads((tmp_path / "manifest.json").read_text())["weights"][0]
     assert row["source"]["command"].endswith(" && python -m vision_core train ssd --epochs 1 --batch-size 2 "
                                              "--lr 0.001 --seed 0 --data-seed 0 --device cpu --optimizer adamw "
-                                             "--init tiny_ssd_bananas")
+                                             "--init tiny_ssd_trained")
 
 
 def test_cli_detect_prints_rows_and_explains_missing_weights(tmp_path, capsys):

@@ -46,7 +46,11 @@ def test_no_page_text_promises_an_absolute_time():
     english = re.compile(r"\b\d+(\.\d+)? ?(ms|s|sec|seconds?|min|minutes?|h|hours?)\b|several minutes|"
                          r"under a second|seconds an epoch")
     chinese = re.compile(r"\d+ ?(毫秒|秒|分钟|小时)|几分钟|几秒|一秒")
-    promises = [en for en, zh in pairs().values() if english.search(en) or chinese.search(zh)]
+    # A public server's limit on one job's length is a rule the server enforces, not a promise of
+    # speed: its note (app.py) and the stopped job's status (panels.streaming.limit_text) may name it.
+    rules = ("Public server:", "Stopped at this server's limit")
+    promises = [en for en, zh in pairs().values()
+                if (english.search(en) or chinese.search(zh)) and not en.startswith(rules)]
     assert not promises, promises
 
 

@@ -17,7 +17,8 @@ from ..i18n import bilingual
 from ..session_models import SessionModels
 from ..zerogpu import inference_device
 
-MAX_SESSION_NETS = 4  # an FCN is ~52 MB: keep trained networks for the most recent sessions only
+MAX_SESSION_NETS = 4  # an FCN is ~50 MiB: a visitor keeps its 4 most recently used sessions' networks
+MAX_SESSION_BYTES = 512 * 2**20  # all visitors' FCNs together (about 10)
 
 _lock = threading.Lock()
 _reference: dict[str, nn.Module] = {}
@@ -35,7 +36,7 @@ def _unavailable(err: WeightsError) -> str:
 
 
 # Each session's FCN: the one it trained here, else the shipped checkpoint; and its Stop flag.
-sessions = SessionModels(_load_shipped, _unavailable, MAX_SESSION_NETS)
+sessions = SessionModels(_load_shipped, _unavailable, MAX_SESSION_NETS, MAX_SESSION_BYTES)
 
 
 def no_model_message(reason: str) -> str:

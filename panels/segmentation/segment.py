@@ -69,7 +69,8 @@ def _legend(present: list[int]) -> str:
 
 
 def _hex(c: int) -> str:
-    return "#%02x%02x%02x" % VOC_COLORMAP[c]
+    r, g, b = VOC_COLORMAP[c]
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 @handles_out_of_memory
@@ -103,6 +104,8 @@ def segment(image: np.ndarray | None, model: str = "fcn", request: gr.Request | 
     device = next(net.parameters()).device
     summary = (f"**{len(present)} class{'es' if len(present) != 1 else ''} found** in {w} × {h} px{note} · "
                f"{ms:.0f} ms on {device} · model: {which}")
+    if model != "resnet50":
+        summary += sessions.dropped_note(request)
     for name, (photo, label) in (examples or {}).items():
         if photo.shape == rgb.shape and np.array_equal(photo, rgb):
             truth = torch.from_numpy(label).long()

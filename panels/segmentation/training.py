@@ -138,7 +138,7 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
                             f"your network, trained here: {len(history)} epoch(s) on {num_train} images, crops "
                             f"{crop_hw[0]} × {crop_hw[1]}" + (" (stopped early)" if stopped(record) else "")))
                     last = history[-1] if history else {}
-                    status = f"{outcome(record)} {status}" + (
+                    status = f"{outcome(record, stop)} {status}" + (
                         f" · test pixel accuracy {last['test_acc']:.3f}, test mIoU {last['test_mean_iou']:.3f}"
                         if "test_acc" in last else "") + (
                         " · Segment now uses this network in your session." if history else

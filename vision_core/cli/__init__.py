@@ -21,26 +21,30 @@ Subcommands (each with ``--help``), by module::
                     data voc --out DIR                  (downloads Pascal VOC 2012, 2 GB, checksum-verified)
                     data voc-synthetic [--seed 0]       (the offline segmentation set, into the cache)
 
-Ranges are checked where input enters, by the options' types (:mod:`._common`); a bad value exits
-with status 2 and a message naming the option and its range. Long jobs draw a progress bar on
-stderr.
+Ranges are checked where input enters, by the options' types (:mod:`._common`); files, folders
+and images are checked before any work starts. Every error is one line on stderr, no traceback:
+exit status 2 for bad arguments (nothing ran), 1 for work that failed (missing weights, a full
+disk, out of memory); ``VISION_LAB_TRACEBACK=1`` shows the traceback of an unexpected error.
+Long jobs draw a progress bar on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from . import data, fcn, ssd, style, weights
-from ._common import PROG
+from .._checks import ArgumentError
+from ._common import BAD_ARGUMENTS, FAILED, PROG, CommandError, Parser, one_line
 
 __all__ = ["PROG", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m vision_core`` parser with all subcommands."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Vision Lab's library from the command line: "
+    parser = Parser(prog=PROG, description="Vision Lab's library from the command line: "
                                      "train and run the book's TinySSD, manage weights and data.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train = commands.add_parser("train", help="train a model", description="Train a model.")
@@ -66,3 +70,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: nothing saved", file=sys.stderr)
         return 130
+    except CommandError as err:
+        return _fail(str(err), err.status)
+    except ArgumentError as err:  # the library refused a value that came from the command line
+        return _fail(str(err), BAD_ARGUMENTS)
+    except MemoryError:
+        return _fail("out of memory: try a smaller image, batch or size", FAILED)
+    except Exception as err:  # the last resort: one line, not a traceback, unless asked for
+        if os.environ.get("VISION_LAB_TRACEBACK"):
+            raise
+        if "out of memory" in str(err) or "can't allocate memory" in str(err):
+            return _fail("out of memory: try a smaller image, batch or size", FAILED)
+        return _fail(f"{type(err).__name__}: {err} (VISION_LAB_TRACEBACK=1 shows where)", FAILED)
+
+
+def _fail(message: str, status: int) -> int:
+    """Print ``message`` as one line on stderr; return ``status``."""
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+    return status

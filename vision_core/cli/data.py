@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import PROG, CountBar, add_seed
+from ._common import FAILED, PROG, CommandError, CountBar, add_seed, check_out_folder
 
 __all__ = ["add_parsers"]
 
@@ -40,11 +40,18 @@ def _cmd_bananas(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     bar = CountBar("generating bananas")
     if args.out is not None:
-        root = generate_bananas(args.out, seed=args.seed, progress=bar)
+        check_out_folder(args.out, "--out", parser)
+        try:
+            root = generate_bananas(args.out, seed=args.seed, progress=bar)
+        except OSError as err:
+            raise CommandError(f"data bananas: writing {str(args.out)!r} failed: {err}", FAILED) from None
         print(f"wrote {root}/bananas_train and {root}/bananas_val")
     else:
         # load_bananas generates the cache only when it is missing; reading one split checks it.
-        images, _ = load_bananas(None, "val", seed=args.seed, progress=bar)
+        try:
+            images, _ = load_bananas(None, "val", seed=args.seed, progress=bar)
+        except OSError as err:
+            raise CommandError(f"data bananas: writing the cache failed: {err}", FAILED) from None
         print(f"banana data with seed {args.seed} is cached ($VISION_LAB_DATA, default ~/.cache/vision_lab); "
               f"val has {len(images)} images")
     return 0
@@ -53,6 +60,7 @@ def _cmd_bananas(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 def _cmd_voc(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..data.downloads import download_voc
 
+    check_out_folder(args.out, "--out", parser)
     try:
         folder = download_voc(args.out, progress=CountBar("VOC 2012"), keep_archive=args.keep_archive)
     except ValueError as err:  # VOCDownloadError: offline, network, checksum or an unsafe archive

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..models.fcn import STRIDE
-from ._common import PROG, add_image_command, add_seed, add_weights_dir, device_and_image, float_in, int_in
+from ._common import (FAILED, PROG, CommandError, add_image_command, add_seed, add_weights_dir, check_out_file,
+                      device_and_image, float_in, int_in, save_picture)
 
 __all__ = ["add_train_parser", "add_segment_parser", "ddp_main"]
 
@@ -64,7 +65,9 @@ def add_segment_parser(commands: argparse._SubParsersAction) -> None:
     segment = add_image_command(commands, "segment", "segment an image with the trained FCN",
                                 "Run the registered FCN on an image; print each class's share of the pixels and "
                                 "optionally save the overlay.", "fcn_resnet18_synthetic")
-    segment.add_argument("--out", type=Path, default=None, metavar="PNG", help="write the mask overlay here")
+    segment.add_argument("--out", type=Path, default=None, metavar="PNG",
+                         help="write the mask overlay here (its folder must exist; PNG unless the extension names "
+                         "another format)")
     segment.set_defaults(func=_cmd_segment)
 
 
@@ -241,25 +244,25 @@ def _save(opts: argparse.Namespace, net, previous, trunk: str, metrics: dict, se
 
 def _cmd_segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import torch
-    from PIL import Image
 
     from ..checkpoints import load_fcn
     from ..data.voc import VOC_CLASSES
     from ..fcn import overlay_mask, predict_fcn
     from ..weights import WeightsError
 
+    if args.out is not None:
+        check_out_file(args.out, "--out", parser)
     device, image = device_and_image(args, parser)
     try:
         net, _ = load_fcn(args.weights, directory=args.weights_dir, device=device)
     except WeightsError as err:
-        print(f"{PROG} segment: {err}", file=sys.stderr)
-        print(f"train one with: {PROG} train fcn --save fcn_resnet18_synthetic", file=sys.stderr)
-        return 1
+        raise CommandError(f"segment: {err}; train one with: {PROG} train fcn --save fcn_resnet18_synthetic",
+                           FAILED) from None
     pred = predict_fcn(net, image)  # [H, W]
     counts = torch.bincount(pred.flatten(), minlength=len(VOC_CLASSES))
     for index in counts.nonzero().flatten().tolist():
         print(f"{VOC_CLASSES[index]:14s} {counts[index].item() / pred.numel():7.2%}")
     if args.out is not None:
-        Image.fromarray(overlay_mask(image, pred)).save(args.out)
+        save_picture(overlay_mask(image, pred), args.out)
         print(f"wrote {args.out}")
     return 0

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import re
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from ._common import (PROG, CountBar, add_device, add_image_command, add_seed, add_weights_dir, device_and_image,
-                      float_in, int_in, resolve_or_exit)
+from ._common import (FAILED, PROG, CommandError, CountBar, add_device, add_image_command, add_seed, add_weights_dir,
+                      check_out_folder, device_and_image, float_in, int_in, resolve_or_exit)
 
-__all__ = ["add_train_parser", "add_detect_parser"]
+__all__ = ["TRAINED_NAME", "add_train_parser", "add_detect_parser"]
+
+# `train ssd` saves under this registry name unless told otherwise: never the shipped
+# tiny_ssd_bananas, which the app and `detect` use by default.
+TRAINED_NAME = "tiny_ssd_trained"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a registry name is also a file name
 
 
 def add_train_parser(models: argparse._SubParsersAction) -> None:
@@ -33,9 +40,12 @@ def add_train_parser(models: argparse._SubParsersAction) -> None:
                      help="start from these registered weights (sha256-checked) instead of random ones; "
                      "the manifest then records the chain of commands")
     add_device(ssd)
-    ssd.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
-                     help="record the weights as tiny_ssd_bananas in the registry (default: --save)")
-    add_weights_dir(ssd)
+    ssd.add_argument("--save", nargs="?", const=TRAINED_NAME, default=TRAINED_NAME, metavar="NAME",
+                     help=f"record the weights under this registry name (default: {TRAINED_NAME}, replaced by the "
+                     "next default run); other weights already in the project's pretrained/ (the shipped ones) are "
+                     "never replaced")
+    ssd.add_argument("--no-save", dest="save", action="store_const", const=None, help="do not record the weights")
+    add_weights_dir(ssd, "weights registry folder for --init and --save (default: the project's pretrained/)")
     ssd.set_defaults(func=_cmd_train_ssd)
 
 
@@ -63,28 +73,74 @@ def _train_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def _check_save(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Exit 2 before training unless ``--save NAME`` can be written: a plain name, a writable
+    registry folder, and never weights already registered in the project's ``pretrained/``."""
+    from ..weights import PRETRAINED_DIR, WeightsError, list_weights
+
+    if args.save is None:
+        return
+    if not _NAME.fullmatch(args.save):
+        parser.error(f"--save {args.save!r}: a registry name is letters, digits, '_', '.' and '-' "
+                     f"(at most 100, not starting with '.' or '-'), e.g. {TRAINED_NAME}")
+    folder = Path(args.weights_dir or PRETRAINED_DIR)
+    if folder.resolve() == PRETRAINED_DIR.resolve():
+        try:
+            entries = list_weights(folder)
+        except WeightsError as err:
+            parser.error(f"--weights-dir: {err}")
+        # The default name is this command's own output: a second default run replaces the first.
+        taken = ({e.name for e in entries} | {e.file for e in entries}) - {TRAINED_NAME, f"{TRAINED_NAME}.safetensors"}
+        if args.save != TRAINED_NAME and args.save in taken or f"{args.save}.safetensors" in taken or (folder / f"{args.save}.safetensors").exists():
+            parser.error(f"--save {args.save}: weights of that name are already in the project's pretrained/ and "
+                         "are never replaced; choose another --save NAME or a --weights-dir DIR of your own")
+    check_out_folder(folder, "--weights-dir", parser)
+
+
+def _read_data(args: argparse.Namespace):
+    """(train, val) banana sets from ``--data`` or the cache; a bad ``--data`` folder is a
+    :class:`CommandError` (status 2), a cache that cannot be written one with status 1."""
+    from ..data.bananas import load_bananas
+
+    try:
+        return tuple(load_bananas(args.data, split, args.data_seed, progress=CountBar("generating bananas"))
+                     for split in ("train", "val"))
+    except (ValueError, OSError, csv.Error) as err:
+        if args.data is None:  # the generated cache: nothing the user typed was wrong
+            raise CommandError(f"could not generate the banana data into the cache: {err}", FAILED) from None
+        if isinstance(err, UnicodeDecodeError):
+            raise CommandError(f"--data {str(args.data)!r}: a label.csv there is not UTF-8 text ({err.reason} "
+                               f"at byte {err.start})") from None
+        if isinstance(err, ValueError):  # read_bananas names the folder, file and line
+            raise CommandError(f"--data: {err}") from None
+        raise CommandError(f"--data {str(args.data)!r}: cannot be read as the banana data ({err})") from None
+
+
 def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import torch
 
     from ..checkpoints import continue_chain, load_tiny_ssd, save_tiny_ssd
-    from ..data.bananas import load_bananas
     from ..device import describe_device
     from ..progress import run_with_bar
     from ..ssd import TinySSD, evaluate_ssd, train_ssd
     from ..weights import WeightsError
 
+    # Everything the command line names is checked before a step of training.
     device = resolve_or_exit(args.device, parser)
-    where = str(args.data) if args.data is not None else f"generated, data seed {args.data_seed}"
-    print(f"data: banana detection ({where}); device: {describe_device(device)}", file=sys.stderr)
-    train = load_bananas(args.data, "train", args.data_seed, progress=CountBar("generating bananas"))
-    val = load_bananas(args.data, "val", args.data_seed)
-    torch.manual_seed(args.seed)  # the initial weights
-    net, previous = TinySSD(1), None
+    _check_save(args, parser)
+    started, previous = None, None
     if args.init is not None:
         try:
-            net, previous = load_tiny_ssd(args.init, directory=args.weights_dir)
+            started, previous = load_tiny_ssd(args.init, directory=args.weights_dir)
         except WeightsError as err:
             parser.error(f"--init: {err}")
+    train, val = _read_data(args)
+    torch.manual_seed(args.seed)  # the initial weights
+    net = TinySSD(1)
+    if started is not None:
+        net = started
+    where = str(args.data) if args.data is not None else f"generated, data seed {args.data_seed}"
+    print(f"data: banana detection ({where}); device: {describe_device(device)}", file=sys.stderr)
     start = time.perf_counter()
     last = run_with_bar(train_ssd(train, val, net=net, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                   optimizer=args.optimizer, device=device, seed=args.seed))
@@ -107,9 +163,15 @@ def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     metrics["train_seconds"] = round(total_seconds, 1)
     if previous is not None:
         description += f", continued from {previous.name} (sha256 {previous.sha256[:12]})"
-    entry = save_tiny_ssd(net, metrics, command, args.data_seed, directory=args.weights_dir, description=description)
+    try:
+        entry = save_tiny_ssd(net, metrics, command, args.data_seed, name=args.save, directory=args.weights_dir,
+                              description=description)
+    except OSError as err:
+        raise CommandError(f"trained, but the weights could not be saved: {err}", FAILED) from None
     folder = args.weights_dir or "pretrained"
     print(f"saved {entry.name}: {folder}/{entry.file} ({entry.bytes:,} bytes, sha256 {entry.sha256[:12]}...)")
+    hint = "" if args.weights_dir is None else f" --weights-dir {shlex.quote(str(args.weights_dir))}"
+    print(f"detect with them: {PROG} detect IMAGE --weights {entry.name}{hint}")
     return 0
 
 
@@ -122,8 +184,7 @@ def _cmd_detect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     try:
         net, entry = load_tiny_ssd(args.weights, args.weights_dir, device=device)
     except WeightsError as err:
-        print(f"error: {err}\nTrain and register them with: {PROG} train ssd", file=sys.stderr)
-        return 1
+        raise CommandError(f"{err}; train and register weights with: {PROG} train ssd", FAILED) from None
     rows = predict(net, image, threshold=args.threshold)[0]
     print(f"# {args.image} ({image.shape[2]} x {image.shape[1]}), weights {entry.name}, score >= {args.threshold:g}")
     print("class score x1 y1 x2 y2")

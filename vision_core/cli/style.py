@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import PROG, add_device, add_seed, float_in, int_in, resolve_or_exit
+from ._common import (FAILED, CommandError, add_device, add_seed, check_out_file, float_in, int_in,
+                      read_image_or_exit, resolve_or_exit, save_picture)
 
 __all__ = ["add_parsers"]
 
@@ -23,7 +24,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                          "chelsea, astronaut, coffee, rocket")
     stylize.add_argument("style", metavar="STYLE", help="an image file, or an offline style: "
                          "swirl, mosaic, waves, hubble, stain")
-    stylize.add_argument("--out", type=Path, required=True, metavar="PNG", help="where to write the result")
+    stylize.add_argument("--out", type=Path, required=True, metavar="PNG",
+                         help="where to write the result (its folder must exist; PNG unless the extension names "
+                         "another format)")
     stylize.add_argument("--network", choices=("auto", "vgg19", "efficientnet_lite0"), default="auto",
                          help="feature network (default: auto = VGG-19 if its file is here, else EfficientNet-Lite0)")
     stylize.add_argument("--steps", type=int_in("steps", 1, 10000), default=None, help="1..10000")
@@ -42,23 +45,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 def _read_picture(text: str, examples: Sequence[str], load: Callable[[str], np.ndarray], what: str,
                   parser: argparse.ArgumentParser) -> np.ndarray:
-    """An image file, or an offline example by name, as ``uint8 [H, W, 3]``; anything else exits 2."""
-    from PIL import Image, UnidentifiedImageError
-
+    """An image file (its first frame, within :mod:`vision_core._images`' limits), or an offline example
+    by name, as ``uint8 [H, W, 3]``; anything else exits 2."""
     path = Path(text)
-    if path.is_file():
-        try:
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-            parser.error(f"{what} {text!r} could not be read as an image: {err}")
-    if text in examples:
+    if text in examples and not path.exists():
         return load(text)
+    if path.exists():
+        return read_image_or_exit(path, what, parser)
     parser.error(f"{what} {text!r} is neither an image file nor one of: {', '.join(examples)}")
 
 
 def _cmd_stylize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from PIL import Image
 
     from ..device import describe_device
     from ..examples import CONTENT_PHOTOS, STYLE_IMAGES, load_content_photo, load_style_image
@@ -68,13 +65,13 @@ def _cmd_stylize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from ..weights import WeightsError
 
     device = resolve_or_exit(args.device, parser)
+    check_out_file(args.out, "--out", parser)
     content = _read_picture(args.content, CONTENT_PHOTOS, load_content_photo, "CONTENT", parser)
     style = _read_picture(args.style, STYLE_IMAGES, load_style_image, "STYLE", parser)
     try:
         taps, spec = load_style_network(args.network)
     except WeightsError as err:
-        print(f"{PROG} stylize: {err}", file=sys.stderr)
-        return 1
+        raise CommandError(f"stylize: {err}", FAILED) from None
     settings = dict(spec.preset)
     for key, value in (("steps", args.steps), ("lr", args.lr), ("content_weight", args.content_weight),
                        ("style_weight", args.style_weight), ("tv_weight", args.tv_weight),
@@ -90,6 +87,6 @@ def _cmd_stylize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         last = run_with_bar(style_transfer(content, style, taps, device=device, seed=args.seed, **settings))
     except ValueError as err:
         parser.error(str(err))
-    Image.fromarray(last.preview).save(args.out)
+    save_picture(last.preview, args.out)
     print(f"{last.message}; wrote {args.out}")
     return 0 if last.message.startswith("done") else 1

@@ -2,13 +2,28 @@
 
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Gradio's file cache of this test session, apart from any other Gradio process on the machine
+# (another suite, a running app): they would trim each other's files, examples included (the
+# cache test saw one session delete the other's). Set before anything imports gradio.
+_OWN_GRADIO_CACHE = None if "GRADIO_TEMP_DIR" in os.environ else tempfile.mkdtemp(prefix="vision-lab-tests-gradio-")
+if _OWN_GRADIO_CACHE is not None:
+    os.environ["GRADIO_TEMP_DIR"] = _OWN_GRADIO_CACHE
+
+
+def pytest_unconfigure(config):
+    if _OWN_GRADIO_CACHE is not None:
+        shutil.rmtree(_OWN_GRADIO_CACHE, ignore_errors=True)
+
+
 CHROMIUM = os.environ.get("VISION_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",

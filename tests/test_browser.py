@@ -126,8 +126,11 @@ def test_boxes_upload_a_photo(opened: Page, tmp_path):
 def test_anchors_sections_click_and_play(opened: Page):
     opened.get_by_role("tab", name="Anchors").click()
     expect(opened.locator("#anchors-summary")).to_contain_text("Cell (row 1, column 1) of a 4 × 4 feature map")
-    # a click near the lower-right corner of the photo selects the lower-right cell
+    # a click near the lower-right corner of the photo selects the lower-right cell; the picture
+    # arrives after the summary (a second or more on a busy machine), and a person clicks what they see
     view = opened.locator("#anchors-view img")
+    expect(view).to_have_js_property("complete", True)
+    expect(view).not_to_have_js_property("naturalWidth", 0)
     box = view.bounding_box()
     view.click(position={"x": box["width"] * 0.95, "y": box["height"] * 0.95})
     expect(opened.locator("#anchors-summary")).to_contain_text("Cell (row 3, column 3)")

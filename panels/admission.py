@@ -240,19 +240,20 @@ class Admission:
         event = self.queue.event_ids_to_events.get(event_id)
         if event is None:
             return
-        task = asyncio.get_running_loop().create_task(self._drop_if_unread(event.session_hash, event_id))
+        task = asyncio.get_running_loop().create_task(self._drop_if_unread(event.session_hash, event_id, UNREAD_GRACE_S))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
-    async def _drop_if_unread(self, session: str, event_id: str) -> None:
-        """Cancel the event unless someone reads its session's messages within :data:`UNREAD_GRACE_S`.
+    async def _drop_if_unread(self, session: str, event_id: str, grace_s: float) -> None:
+        """Cancel the event unless someone reads its session's messages within ``grace_s`` (the
+        :data:`UNREAD_GRACE_S` of when it was queued).
 
         Gradio puts each message for a session (the queue position at once, then progress and
         results) on an ``asyncio.Queue`` that only a reader empties: the page's or a client's
         event stream, or the ``GET`` that follows a ``POST /call``. Seen empty once, it has a reader.
         """
         queue = self.queue
-        deadline = time.monotonic() + UNREAD_GRACE_S
+        deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             await asyncio.sleep(UNREAD_POLL_S)
             if event_id not in queue.event_ids_to_events:

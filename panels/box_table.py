@@ -5,13 +5,18 @@ Cells are parsed one by one because a cell may hold anything; the geometric chec
 run vectorised over all rows. Each table has a row limit (:class:`RowLimit`), checked on the
 row count before any cell is read, both by the page's input component (:func:`row_limited`,
 before Gradio validates or copies the payload) and by the handlers (for in-process callers).
+
+The table shows rounded numbers (:data:`DIGITS`), but the boxes behind it keep full precision: each
+row remembers the numbers it was typed in (:class:`Exact`), and every other format or unit is one
+conversion of those, never a conversion of a rounded conversion. Switching to another format and
+back therefore gives back exactly what was typed (:func:`convert_table_exact`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gradio as gr
@@ -48,6 +53,9 @@ MAX_BOX_ROWS = 50
 # Every table here has 5 or 6 columns; a row far wider is not a table someone typed, and its
 # cells would cost validation time before any row limit could refuse it.
 MAX_TABLE_COLUMNS = 16
+# Decimals a table shows after a conversion: 0.01 px, and 0.0001 of the image (0.05 px of a 512 px
+# photo). Only what is shown is rounded; the exact values stay behind the table (Exact).
+DIGITS = {"pixels": 2, "normalised": 4}
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,24 @@ class BoxTable:
     corners_px: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.float64))  # [K, 4]
     clipped: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [K]
     problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Exact:
+    """One row's box at full precision: the format, units and numbers it was typed (or loaded) in.
+
+    ``size`` is the image ``(height, width)`` the table's shown numbers for the row were computed
+    for; a change of units needs it.
+    """
+
+    fmt: str
+    units: str
+    values: tuple[float, float, float, float]
+    size: tuple[int, int]
+
+
+# What a page keeps beside its box table (a gr.State): the numbers a row shows -> its exact box.
+ExactRows = dict[tuple[float, ...], Exact]
 
 
 def check_format(fmt: str, units: str) -> None:
@@ -201,7 +227,7 @@ def _parse_cell(cell: Any, column: str) -> tuple[float, str]:
 
 
 def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int],
-                    limit: RowLimit = BOX_TABLE) -> BoxTable:
+                    limit: RowLimit = BOX_TABLE, exact: ExactRows | None = None) -> BoxTable:
     """Parse rows ``[label, c1, c2, c3, c4]`` and flag each bad one with its reason.
 
     Args:
@@ -210,6 +236,8 @@ def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int],
         units: ``"pixels"`` or ``"normalised"`` (fractions of the image).
         image_size: ``(height, width)`` of the image the boxes belong to.
         limit: the most rows; a longer table is refused before any cell is read.
+        exact: the exact boxes behind rounded numbers the table shows (from
+            :func:`convert_table_exact`); a row not found there is taken as typed.
 
     Returns:
         BoxTable: usable rows (drawn) and problems (by row, with the reason).
@@ -236,10 +264,10 @@ def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int],
         out.problems.sort(key=lambda p: p.row)
         return out
 
-    boxes = torch.tensor(numbers, dtype=torch.float64)  # [K, 4]
+    exacts = exact_rows(numbers, fmt, units, image_size, exact)
+    boxes = exact_values(exacts, fmt, units, image_size)  # [K, 4] what the rounded cells stand for
+    corners_px = exact_values(exacts, "xyxy", "pixels", image_size)  # [K, 4] one conversion from as typed
     height, width = float(image_size[0]), float(image_size[1])
-    corners = box_convert(boxes, fmt, "xyxy")
-    corners_px = denormalize_boxes(corners, (height, width)) if units == "normalised" else corners
     a, b, c, d = columns
     if fmt == "xyxy":
         checks = [
@@ -284,12 +312,82 @@ def parse_box_table(table: Any, fmt: str, units: str, image_size: Sequence[int],
     return out
 
 
-def convert_table(table: Any, fmt_from: str, fmt_to: str, units_from: str, units_to: str,
-                  image_size: Sequence[int], limit: RowLimit = BOX_TABLE) -> list[list[Any]]:
-    """Rewrite the table's numeric rows from one format/units to another.
+def convert_boxes(boxes: torch.Tensor, fmt_from: str, fmt_to: str, units_from: str, units_to: str,
+                  image_size: Sequence[int]) -> torch.Tensor:
+    """``Tensor[K, 4]`` boxes in one format and units -> ``Tensor[K, 4]`` in another, in one step.
 
-    Rows that do not parse as four finite numbers are left exactly as typed, so switching
-    the format never destroys what the learner wrote. A table over ``limit`` is refused first.
+    Pixels are normalised after the format change and denormalised before it: each format holds
+    (x-like, y-like, x-like, y-like) values, so the order only decides where rounding happens.
+    """
+    if units_from == "normalised" and units_to == "pixels":
+        boxes = denormalize_boxes(boxes, image_size)
+    boxes = box_convert(boxes, fmt_from, fmt_to)
+    if units_from == "pixels" and units_to == "normalised":
+        boxes = normalize_boxes(boxes, image_size)
+    return boxes
+
+
+def exact_values(exacts: Sequence[Exact], fmt: str, units: str,
+                 image_size: Sequence[int] | None = None) -> torch.Tensor:
+    """``Tensor[K, 4]`` (float64): each row's exact box in ``fmt`` and ``units``.
+
+    A change of units uses ``image_size``, or, when None, each row's own ``size`` (the one its
+    shown numbers were computed for). One conversion per kind of row (format, units, size: a few
+    kinds, whatever the number of rows), none per row.
+    """
+    out = torch.zeros(len(exacts), 4, dtype=torch.float64)
+    kinds: dict[tuple[str, str, tuple[int, int]], list[int]] = {}
+    for k, e in enumerate(exacts):
+        size = e.size if image_size is None else tuple(int(s) for s in image_size[:2])
+        kinds.setdefault((e.fmt, e.units, size), []).append(k)
+    for (fmt_from, units_from, size), rows in kinds.items():
+        typed = torch.tensor([exacts[k].values for k in rows], dtype=torch.float64)  # [R, 4]
+        out[rows] = convert_boxes(typed, fmt_from, fmt, units_from, units, size)
+    return out
+
+
+def shown_numbers(values: Sequence[float], units: str) -> tuple[float, ...]:
+    """The numbers a cell shows for exact ``values``: rounded to DIGITS[units] decimals, with Python's
+    correctly rounded ``round`` (``0.377``, where a tensor's round may give ``0.37700000000000006``)."""
+    digits = DIGITS[units]
+    return tuple(round(v, digits) + 0.0 for v in values)  # + 0.0: no "-0" in a cell
+
+
+def exact_rows(numbers: Sequence[Sequence[float]], fmt: str, units: str, image_size: Sequence[int],
+               exact: ExactRows | None) -> list[Exact]:
+    """Each row's exact box: the one ``exact`` says the table showed these numbers for, or else the
+    numbers themselves, as typed now in ``fmt`` and ``units``.
+
+    A remembered box counts only where its numbers in ``fmt`` and ``units`` still show as the
+    row's (a stale entry from another table is never used). When the photo changed since, and
+    the box was typed in the other units, the shown numbers are what the boxes are now (the
+    learner sees them): they become the row's exact box, at the new size.
+    """
+    size = tuple(int(s) for s in image_size[:2])
+    out = [Exact(fmt, units, tuple(float(v) for v in row), size) for row in numbers]
+    known = [k for k, row in enumerate(numbers) if exact and tuple(row) in exact]
+    if not known:
+        return out
+    remembered = [exact[tuple(numbers[k])] for k in known]
+    now = exact_values(remembered, fmt, units)  # [K', 4] at the sizes they were shown for
+    for k, e, values in zip(known, remembered, now.tolist()):
+        row = tuple(float(v) for v in numbers[k])
+        if row != tuple(values) and row != shown_numbers(values, units):
+            continue
+        out[k] = e if e.units == units or e.size == size else Exact(fmt, units, tuple(values), size)
+    return out
+
+
+def convert_table_exact(table: Any, fmt_from: str, fmt_to: str, units_from: str, units_to: str,
+                        image_size: Sequence[int], exact: ExactRows | None = None,
+                        limit: RowLimit = BOX_TABLE) -> tuple[list[list[Any]], ExactRows]:
+    """Rewrite the table's numeric rows from one format/units to another, and say what is behind them.
+
+    Each row is converted from its exact box (``exact``, else its numbers as shown) in one step and
+    shown rounded to DIGITS decimals; the returned ExactRows maps those shown numbers back to the
+    exact box, for the next conversion or drawing. Rows that do not parse as four finite numbers
+    are left exactly as typed, so switching the format never destroys what the learner wrote.
+    A table over ``limit`` is refused first.
     """
     check_table_size(table, limit)
     check_format(fmt_from, units_from)
@@ -298,14 +396,42 @@ def convert_table(table: Any, fmt_from: str, fmt_to: str, units_from: str, units
     parsed = [[_parse_cell(c, "")[0] for c in r[1:]] for r in rows]
     good = [i for i, vals in enumerate(parsed) if all(math.isfinite(v) for v in vals)]
     if not good:
-        return rows
-    boxes = torch.tensor([parsed[i] for i in good], dtype=torch.float64)  # [K, 4]
-    if units_from == "normalised":
-        boxes = denormalize_boxes(boxes, image_size)
-    boxes = box_convert(boxes, fmt_from, fmt_to)
-    if units_to == "normalised":
-        boxes = normalize_boxes(boxes, image_size)
-    digits = 4 if units_to == "normalised" else 2
-    for i, values in zip(good, boxes.tolist()):
-        rows[i] = [rows[i][0]] + [round(v, digits) for v in values]
-    return rows
+        return rows, {}
+    size = tuple(int(s) for s in image_size[:2])
+    exacts = exact_rows([parsed[i] for i in good], fmt_from, units_from, size, exact)
+    values = exact_values(exacts, fmt_to, units_to, size)  # [K, 4]
+    behind: ExactRows = {}
+    for i, e, v in zip(good, exacts, values.tolist()):
+        shown = shown_numbers(v, units_to)
+        rows[i] = [rows[i][0], *shown]
+        behind[shown] = replace(e, size=size)
+    return rows, behind
+
+
+def convert_table(table: Any, fmt_from: str, fmt_to: str, units_from: str, units_to: str,
+                  image_size: Sequence[int], limit: RowLimit = BOX_TABLE) -> list[list[Any]]:
+    """The rows of :func:`convert_table_exact`, for a table taken as typed."""
+    return convert_table_exact(table, fmt_from, fmt_to, units_from, units_to, image_size, limit=limit)[0]
+
+
+def round_trip_error(table: Any, fmt: str, units: str, image_size: Sequence[int],
+                     exact: ExactRows | None = None) -> float:
+    """The largest change of any row's exact box after switching the table to each other format and
+    units and back, the way the page switches (:func:`convert_table_exact`): 0 when nothing drifts."""
+    rows = table_rows(table)
+    numbers = [[_parse_cell(c, "")[0] for c in (r + [None] * 5)[1:5]] for r in rows]
+    good = [i for i, vals in enumerate(numbers) if all(math.isfinite(v) for v in vals)]
+    if not good:
+        return 0.0
+    start = exact_values(exact_rows([numbers[i] for i in good], fmt, units, image_size, exact), fmt, units)
+    worst = 0.0
+    for other_fmt in BOX_FORMATS:
+        for other_units in UNITS:
+            if (other_fmt, other_units) == (fmt, units):
+                continue
+            there, behind = convert_table_exact(rows, fmt, other_fmt, units, other_units, image_size, exact)
+            back, behind = convert_table_exact(there, other_fmt, fmt, other_units, units, image_size, behind)
+            again = [[float(c) for c in back[i][1:5]] for i in good]
+            end = exact_values(exact_rows(again, fmt, units, image_size, behind), fmt, units)
+            worst = max(worst, (end - start).abs().max().item())
+    return worst

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from vision_core._images import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE  # noqa: F401
 
 from .deployment import on_space
-from .i18n import bilingual, chinese, english, with_chinese
+from .i18n import bilingual, chinese, english, tr, with_chinese
 from .streaming import job_flag
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # launch(max_file_size=...): Gradio refuses bigger files before they arrive
@@ -387,7 +387,7 @@ def shows_errors(fn: Callable) -> Callable:
 
     Works for functions and generator functions (a streamed job's error ends the stream with it).
     """
-    return _converting(fn, ValueError, lambda err: gr.Error(with_chinese(str(err))))
+    return _converting(fn, ValueError, lambda err: gr.Error(with_chinese(err)))
 
 
 def parse_floats(text: Any, name: str, low: float, high: float, max_count: int = 10) -> list[float]:
@@ -422,10 +422,14 @@ def rerun_on_picture_changes(fn: Callable, inputs: Sequence[Any], outputs: Seque
                              controls: Sequence[gr.components.Component] = ()) -> None:
     """Wire ``fn`` (a section's render, whose API event is wired apart) to run again, outside the API,
     when a control moves (the last position only), a picture is uploaded or ``pick`` puts the
-    chosen example in ``image``."""
+    chosen example in ``image``.
+
+    An upload also empties ``example``, which would otherwise still name the example it replaced;
+    ``pick`` listens to ``example.input`` (a person's choice only), so emptying it loads nothing."""
     for control in controls:
         control.input(fn, inputs, outputs, api_visibility="private", trigger_mode="always_last")
     image.upload(fn, inputs, outputs, api_visibility="private")
+    image.upload(lambda: None, None, example, api_visibility="private")
     example.input(pick, example, image, api_visibility="private").then(fn, inputs, outputs, api_visibility="private")
 
 
@@ -435,3 +439,23 @@ def example_photo(name: str) -> np.ndarray:
     from vision_core.examples import load_example
 
     return load_example(name)
+
+
+# Display formulas between $$ … $$, inline ones between \( … \); a lone $ stays a dollar sign
+# (a path such as $TORCH_HOME in a message must not start a formula).
+LATEX_DELIMITERS = [{"left": "$$", "right": "$$", "display": True}, {"left": "\\(", "right": "\\)", "display": False}]
+
+
+def try_this(en: str, zh: str, **kwargs: Any) -> gr.Markdown:
+    """A view's one "Try this" line: a change for the learner to make, and a prediction to check
+    before seeing the answer (docs/ARCHITECTURE.md, "Teaching")."""
+    # "**试一试**：" and not "**试一试：**": CommonMark does not close bold after a full-width colon
+    # followed by a letter, so the page showed the asterisks.
+    return gr.Markdown(tr(f"**Try this:** {en}", f"**试一试**：{zh}"), elem_classes=["vl-try"],
+                       latex_delimiters=LATEX_DELIMITERS, **kwargs)
+
+
+def formula(value: str = "", **kwargs: Any) -> gr.Markdown:
+    """A Markdown that typesets a view's formula (``$$ … $$``), usually with the current numbers
+    filled in by the view's handler, which returns the new text as this component's value."""
+    return gr.Markdown(value, elem_classes=["vl-formula"], latex_delimiters=LATEX_DELIMITERS, **kwargs)

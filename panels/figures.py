@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from .common import MAX_IMAGE_SIDE
 
@@ -21,6 +22,11 @@ FIGURE_HEIGHT = 520
 # draw_boxes enlarges a small picture (SSD's views: to 512 px) at most to this many pixels: a
 # 256 x 256 banana becomes 512 x 512, a 2 x 40 strip stops at 456 x 9120 instead of 512 x 10240.
 MAX_ENLARGED_PIXELS = 2048 * 2048
+# draw_boxes' labels: text 1/32 of the picture's longer side high (16 px on SSD's 512 px views),
+# at least 12 px and at most 48 px (a label on a 9120 px strip need not be 285 px high).
+LABEL_TEXT_FRACTION = 1 / 32
+LABEL_TEXT_PX = (12, 48)
+MAX_SPREAD_LABELS = 32  # the first labels are kept from covering each other; more could not all be apart anyway
 
 
 def color_for(index: int) -> str:
@@ -139,6 +145,8 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], widt
     Args:
         image: ``[H, W, 3]`` uint8 RGB.
         boxes: ``[K, 4]`` corner-format boxes in pixels (clipped to the image here).
+        labels: ``K`` labels (empty ones are not drawn), each on a filled tab of its box's colour
+            in black or white text, whichever contrasts more (:func:`text_color`).
         min_side: small images are first enlarged (nearest neighbour, whole factor) until
             their shorter side reaches this, so labels stay legible on a 256 px image; never
             beyond MAX_ENLARGED_PIXELS pixels or MAX_IMAGE_SIDE a side.
@@ -164,7 +172,72 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], widt
     t[:, 0::2] = t[:, 0::2].clamp(0, w - 1)
     t[:, 1::2] = t[:, 1::2].clamp(0, h - 1)
     out = draw_bounding_boxes(
-        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), t, labels=list(labels) if labels else None,
-        colors=list(colors), width=width,
-    )
-    return out.permute(1, 2, 0).numpy()
+        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), t, colors=list(colors), width=width,
+    ).permute(1, 2, 0).numpy()
+    if labels and any(labels):
+        picture = Image.fromarray(np.ascontiguousarray(out))
+        _draw_labels(picture, t[:, :2].tolist(), labels, colors)
+        out = np.asarray(picture)
+    return out
+
+
+def text_color(color: str) -> str:
+    """Black or white, whichever contrasts more with the CSS colour ``color`` (WCAG 2 relative luminance)."""
+    channels = [c / 255 for c in ImageColor.getrgb(color)[:3]]
+    r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    # Contrast with black is (L + 0.05) / 0.05, with white 1.05 / (L + 0.05).
+    return "black" if (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) else "white"
+
+
+@functools.lru_cache(maxsize=8)
+def _label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    # Pillow's bundled font at ``size`` px (no font file needed); its bitmap font where FreeType is missing.
+    try:
+        return ImageFont.load_default(size)
+    except ImportError:
+        return ImageFont.load_default()
+
+
+def _draw_labels(picture: Image.Image, corners: Sequence[Sequence[float]], labels: Sequence[str],
+                 colors: Sequence[str]) -> None:
+    """Each label on a filled tab of its box's colour just above the box's upper-left corner (inside
+    the box where the picture's top leaves no room), in black or white text, whichever contrasts more
+    with that colour: readable on any photo (a coloured text straight on the photo was not: red on
+    purple bananas), and off the object. A tab that would cover an earlier one (anchors sharing a
+    centre) goes just below it instead, so the first MAX_SPREAD_LABELS stack like a legend. Tabs stay
+    inside the picture.
+
+    Args:
+        picture: the drawn picture, edited in place.
+        corners: ``K`` ``(x1, y1)`` pairs in the picture's pixels.
+        labels, colors: ``K`` each; empty labels are not drawn.
+    """
+    low, high = LABEL_TEXT_PX
+    font = _label_font(int(min(max(round(max(picture.size) * LABEL_TEXT_FRACTION), low), high)))
+    draw = ImageDraw.Draw(picture)
+    pad = max(2, round(getattr(font, "size", low) / 6))
+    placed: list[tuple[int, int, int, int]] = []  # tabs drawn so far, (x1, y1, x2, y2) exclusive
+    for (x1, y1), label, color in zip(corners, labels, colors):
+        if not label:
+            continue
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        tab_w, tab_h = right - left + 2 * pad, bottom - top + 2 * pad
+        x = min(max(int(x1), 0), max(picture.width - tab_w, 0))
+        y = int(y1) - tab_h + 1 if int(y1) >= tab_h - 1 else min(max(int(y1), 0), max(picture.height - tab_h, 0))
+        if len(placed) < MAX_SPREAD_LABELS:
+            y = _below_tabs(placed, x, y, tab_w, tab_h, picture.height)
+            placed.append((x, y, x + tab_w, y + tab_h))
+        draw.rectangle((x, y, x + tab_w - 1, y + tab_h - 1), fill=color)
+        draw.text((x + pad - left, y + pad - top), label, fill=text_color(color), font=font)
+
+
+def _below_tabs(placed: Sequence[tuple[int, int, int, int]], x: int, y: int, w: int, h: int, height: int) -> int:
+    """The top of a ``w x h`` tab at ``(x, y)`` moved down past every placed tab it would overlap
+    (at most one move per placed tab), kept inside a picture ``height`` pixels high."""
+    for _ in range(len(placed)):
+        hits = [bottom for left, top, right, bottom in placed if left < x + w and x < right and top < y + h and y < bottom]
+        if not hits:
+            break
+        y = max(hits)
+    return min(y, max(height - h, 0))

@@ -31,7 +31,8 @@ LANGUAGES = ("en", "zh-CN")
 _PAIRS: dict[str, tuple[str, str]] = {}
 
 
-def _key(en: str) -> str:
+def key_of(en: str) -> str:
+    """The translation key of the English text ``en`` (what the page's translations are indexed by)."""
     return "vl." + hashlib.sha1(en.encode("utf-8")).hexdigest()[:16]
 
 
@@ -42,7 +43,7 @@ def tr(en: str, zh: str) -> str:
     """
     if not (isinstance(en, str) and isinstance(zh, str) and en and zh):
         raise ValueError("tr() needs a non-empty English and a non-empty Chinese text")
-    key = _key(en)
+    key = key_of(en)
     known = _PAIRS.get(key)
     if known is not None and known[1] != zh:
         raise ValueError(f"{en!r} is already translated as {known[1]!r}, not {zh!r}")
@@ -61,15 +62,33 @@ def _has_chinese(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
-def with_chinese(message: str) -> str:
-    """``message`` if it already has its Chinese line, else the English one with a Chinese note after it.
+# The Chinese line under an English-only error, by what went wrong: only an argument check says the
+# input was wrong; a weight file that is missing or broken, or any other failure, does not.
+_INPUT_ZH = "输入有误：{name} 不符合要求，请按上面一行英文说明修改后重试。"
+_WEIGHTS_ZH = "所需的权重文件不可用（不在本机、不完整或已损坏）：原因和获取方法见上面一行英文说明。"
+_OTHER_ZH = "操作没有完成：原因见上面一行英文说明。"
 
-    The library (vision_core) writes its argument checks in English only, like PyTorch's; the
-    panels write theirs with :func:`bilingual`.
+
+def with_chinese(error: BaseException | str) -> str:
+    """The message of ``error`` if it already has its Chinese line, else the English one with a
+    Chinese line after it that says what kind of failure it was.
+
+    The library (vision_core) writes its messages in English only, like PyTorch's; the panels
+    write theirs with :func:`bilingual`. An ``ArgumentError`` (an argument check) is an input
+    mistake and its Chinese line says so, naming the argument; a ``WeightsError`` is about a weight
+    file, not the input; any other error (or a bare message) gets a neutral line.
     """
+    message = str(error)
     if _has_chinese(message):
         return message
-    return bilingual(message, "输入有误：请按上面一行英文说明修改后重试。")
+    from vision_core._checks import ArgumentError
+    from vision_core.weights import WeightsError
+
+    if isinstance(error, ArgumentError):
+        return bilingual(message, _INPUT_ZH.format(name=error.name))
+    if isinstance(error, WeightsError):
+        return bilingual(message, _WEIGHTS_ZH)
+    return bilingual(message, _OTHER_ZH)
 
 
 def _resolve(text: object, index: int) -> str:

@@ -165,3 +165,52 @@ def _patient_expect():
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1400, "height": 1000}}
+
+
+# --- The page in a browser: shared by every browser test file -------------------------------------
+DESKTOP = {"width": 1366, "height": 900}  # the viewports README's screenshots and the checks by eye use
+PHONE = {"width": 390, "height": 844}
+
+
+def assert_no_errors(page) -> None:
+    """No red Error badge and no toast on ``page``."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".error")).to_have_count(0)
+    expect(page.locator(".toast-body")).to_have_count(0)
+
+
+def _open(page, url: str, header: str):
+    import re
+
+    from playwright.sync_api import expect
+
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(url)
+    expect(page.locator("#vl-header")).to_contain_text(re.compile(header))
+    page.requests = requests
+    return page
+
+
+@pytest.fixture
+def opened(page, app_url):
+    """The page, opened in English, with every request it makes recorded (``page.requests``)."""
+    return _open(page, app_url, r"Running on \*?\*?(cpu|cuda|mps)")
+
+
+@pytest.fixture
+def open_page(browser, app_url):
+    """A factory: ``open_page(locale="zh-CN", viewport=PHONE)`` opens the dashboard in a fresh
+    browser context with that language and size (closed after the test)."""
+    contexts = []
+
+    def opener(locale: str = "en-US", viewport: dict | None = None):
+        context = browser.new_context(locale=locale, viewport=viewport or DESKTOP)
+        contexts.append(context)
+        header = r"运行于|Running on" if locale.startswith("zh") else r"Running on \*?\*?(cpu|cuda|mps)"
+        return _open(context.new_page(), app_url, header)
+
+    yield opener
+    for context in contexts:
+        context.close()

@@ -52,7 +52,7 @@ def test_every_pair_has_chinese_and_every_marker_is_known():
     assert len(known) >= 100
     for key, (en, zh) in known.items():
         assert re.search(r"[\u4e00-\u9fff]", zh) or zh == en, (en, zh)
-    keys = set(re.findall(r'"key": "(vl\.[0-9a-f]+)"', json.dumps(app.demo.config)))
+    keys = set(re.findall(r'"key": "(vl\.[0-9a-f]+)"', json.dumps(app.demo.config, default=str)))  # a gr.State's delete callback is a function
     assert keys <= set(known)
     assert set(app.I18N.translations_dict) == {"en", "zh-CN"}
 
@@ -64,5 +64,19 @@ def test_tr_refuses_a_second_meaning():
     with pytest.raises(ValueError, match="already translated"):
         tr("A word only this test uses", "另一个意思")
     assert bilingual("bad", "坏") == "bad\n坏"
-    assert with_chinese("steps must be in [1, 10]").startswith("steps must be in [1, 10]\n输入有误")
     assert with_chinese("bad\n坏") == "bad\n坏"
+
+
+def test_the_chinese_line_blames_the_input_only_for_an_argument_check():
+    from panels.i18n import with_chinese
+    from vision_core._checks import ArgumentError
+    from vision_core.weights import WeightsError
+
+    bad_steps = with_chinese(ArgumentError("steps", "an integer in [1, 10]", 0))
+    assert bad_steps.startswith("steps must be an integer in [1, 10], got 0\n输入有误：steps")
+    missing = with_chinese(WeightsError("VGG-19's ImageNet weights are not on this machine"))
+    assert missing.startswith("VGG-19's ImageNet weights are not on this machine\n")
+    assert "权重文件" in missing and "输入有误" not in missing
+    for other in (ValueError("the figure could not be drawn"), "the figure could not be drawn"):
+        line = with_chinese(other).split("\n")[1]
+        assert "输入有误" not in line and re.search(r"[\u4e00-\u9fff]", line)

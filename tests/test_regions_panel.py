@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torchvision.ops as tv
@@ -17,12 +18,22 @@ def test_regions_pools_the_chosen_proposal(client):
         None, "fast", 30, 2, 16, 2, 2, api_name="/regions"
     )
     assert "Selective search (fast) proposed" in summary and "2 × 2 cells" in summary
+    assert "the first 30 are drawn" in summary
     assert index["value"] == 2 and index["maximum"] == 29
-    traces = json.loads(figure["plot"])["data"]
-    assert sum(t["type"] == "scatter" for t in traces) == 30  # top K proposals drawn
-    # the table is torchvision's roi_pool of that proposal on the brightness map
+    # the proposals picture (a gr.Image, so a click can pick one): the photo enlarged by a whole
+    # factor, the chosen proposal outlined in orange (4 px) along its top edge
+    from PIL import Image
+
     rgb = load_example("chelsea")
     boxes, _, _ = R.proposals_for(rgb, "fast")
+    picture = np.asarray(Image.open(figure).convert("RGB")).astype(int)
+    scale = R.picture_scale(rgb)
+    assert scale == 2 and picture.shape == (300 * scale, 451 * scale, 3)
+    x1, y1, x2, _ = (boxes[2] * scale).round().int().tolist()
+    edge = picture[y1 + 1, x1 + 8:x2 - 8]  # [W', 3] along the top edge, inside the corners
+    orange = np.abs(edge - np.array([0xEF, 0x6C, 0x00])).max(axis=1) < 70
+    assert orange.mean() > 0.8
+    # the table is torchvision's roi_pool of that proposal on the brightness map
     fmap = R.feature_map(rgb, 16)
     rois = torch.cat([torch.zeros(1, 1), boxes[2][None]], dim=1)
     expected = tv.roi_pool(fmap, rois, (2, 2), spatial_scale=1 / 16)[0, 0]

@@ -65,8 +65,8 @@ def fresh(seg_url):
 def test_trans_conv_gives_the_books_output_and_the_formula(seg):
     out, formula, fig, conv_fig, conv_text = seg.predict(X, K, 1, 0, api_name="/trans_conv")
     assert out["data"] == BOOK_Y
-    assert "n′ = s·n + k − 2p − s" in formula
-    assert "height: n′ = 1·2 + 2 − 2·0 − 1 = **3**" in formula and "Y is **3 × 3**" in formula
+    assert "n_h' &= (n_h - 1)\\,s_h - 2p_h + k_h" in formula  # typeset (KaTeX), the numbers filled in
+    assert "(2 - 1) \\cdot 1 - 2 \\cdot 0 + 2 = \\mathbf{3}" in formula and "Y is **3 × 3**" in formula
     assert "It equals the transposed convolution: max |difference| = 0" in conv_text
 
 
@@ -74,7 +74,7 @@ def test_stride_and_padding_shape_matches_the_formula(seg):
     out, formula, *_ = seg.predict(X, K, 2, 1, api_name="/trans_conv")
     # the book's stride-2 output [[0,0,0,1],[0,0,2,3],[0,2,0,3],[4,6,6,9]] without its outer ring
     assert out["data"] == [[0, 2], [2, 0]]
-    sizes = [int(v) for v in re.findall(r"= \*\*(\d+)\*\*", formula)]
+    sizes = [int(v) for v in re.findall(r"\\mathbf\{(\d+)\}", formula)]
     assert sizes == [2 * 2 + 2 - 2 * 1 - 2] * 2 == [len(out["data"]), len(out["data"][0])]
 
 
@@ -162,11 +162,30 @@ def test_train_streams_then_segment_uses_the_session_network(seg, tmp_path):
     overlay, legend, shares, summary = seg.predict(handle_file(str(example_file(tmp_path))), "fcn",
                                                    api_name="/fcn_segment")
     assert Image.open(overlay).size == (TINY_SET["width"], TINY_SET["height"])
-    assert "your network, trained here: 1 epoch(s) on 8 images, crops 64 × 96" in summary
+    assert "model: mine — your network, trained here: 1 epoch on 8 images, crops 64 × 96" in summary
     assert re.search(r"Against the ground truth of synthetic validation #0: pixel accuracy \*\*[01]\.\d{3}\*\*", summary)
     rows = shares["data"]
     assert rows and abs(sum(r[4] for r in rows) - 100) < 0.1
     assert all(r[0] == segment.VOC_CLASSES[r[1]] and r[0] in legend for r in rows)
+
+
+def test_the_weights_switch_picks_shipped_or_mine(seg_url, tmp_path):
+    # Issue 17, item 5: a training moves the session to "mine"; "shipped" is one click back (here
+    # the test app ships none, so Segment says so), and "mine" again needs no new training.
+    from gradio_client.exceptions import AppError
+
+    client, picture = fresh(seg_url), handle_file(str(example_file(tmp_path)))
+    switch, *_ = client.predict("mine", None, "fcn", "overlay", api_name="/fcn_weights")
+    # Nothing trained in this session: "mine" cannot be picked, and the switch stays inactive.
+    assert switch["value"] == "shipped" and not switch["interactive"]
+    status = list(client.submit(1, 4, 0.001, 8, "sgd", "64x96", api_name="/fcn_train"))[-1][2]
+    assert "Segment now uses this network (weights: “mine”)" in status
+    assert "model: mine — your network" in client.predict(picture, "fcn", api_name="/fcn_segment")[3]
+    with pytest.raises(AppError, match=r"No trained FCN yet: the shipped checkpoint"):
+        client.predict("shipped", picture, "fcn", "overlay", api_name="/fcn_weights")
+    switch, *_, summary = client.predict("mine", picture, "fcn", "overlay", api_name="/fcn_weights")
+    assert switch["value"] == "mine" and switch["interactive"]
+    assert "model: mine — your network, trained here: 1 epoch" in summary
 
 
 def test_stop_ends_training(seg_url):

@@ -40,7 +40,7 @@ def test_trained_nets_are_kept_for_recent_sessions_only(empty_slots, slot, capac
     for i in range(capacity + 2):
         slot.remember(session(f"s{i}"), torch.nn.Linear(1, 1), f"net {i}")
     assert slot.sessions() == [f"s{i}" for i in range(2, capacity + 2)]
-    assert slot.active(session("s2"))[1] == "net 2"
+    assert slot.active(session("s2"))[1] == "mine — net 2"
     assert slot.active(session("s0")) == (None, "not here (test)")  # evicted: back to the shipped one
 
 
@@ -52,7 +52,7 @@ def test_the_shipped_network_is_loaded_once_and_a_broken_file_says_why():
         return torch.nn.Linear(1, 1), "shipped"
 
     slot = SessionModels(load, lambda err: f"unusable ({err})", capacity=2)
-    assert slot.active(session("a"))[1] == slot.shipped()[1] == "shipped" and len(calls) == 1
+    assert slot.active(session("a"))[1] == "shipped — shipped" and slot.shipped()[1] == "shipped" and len(calls) == 1
 
     def broken():
         raise WeightsError("the file is corrupt")

@@ -191,11 +191,15 @@ def test_val_metrics_agree_with_evaluate_ssd(trained):
     assert result["bbox_mae"] == pytest.approx(tiny_ssd.bbox_eval(bbox_preds, bbox_labels, bbox_masks) / bbox_labels.numel())
 
 
-def test_records_are_throttled_to_the_interval():
+def test_records_are_throttled_to_the_interval_after_the_first_batch():
     records = list(ssd.train_ssd(easy_bananas(8), net=fresh_net(), epochs=2, batch_size=2, device="cpu",
                                  record_interval=3600))
-    assert [r.step for r in records] == [4, 8]  # only the epoch records
-    assert records[0].preview is None  # no val, no preview_image
+    # The first batch's record (a page's first point and its pace start there), then the epoch records.
+    assert [r.step for r in records] == [1, 4, 8]
+    assert records[1].preview is None  # no val, no preview_image
+    # Throttled or not, the records' series name every batch's loss, each once, in order.
+    assert [len(r.series["loss"]) for r in records] == [1, 3, 4]
+    assert records[0].series["loss"][0] == pytest.approx(records[0].metrics["loss"])
 
 
 def test_stop_event_ends_the_stream_within_one_batch():

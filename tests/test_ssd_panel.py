@@ -70,6 +70,30 @@ def test_train_streams_curves_and_preview(client):
     assert '"epoch"' in curves["plot"] or "class error" in curves["plot"]
 
 
+def test_the_weights_switch_picks_shipped_or_mine(app_url, tmp_path):
+    # Issue 17, item 5: after a training Detect answers with "mine" and says so; "shipped" is one
+    # call back (the count of bananas follows the network), and "mine" again needs no new training.
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)  # a session of its own
+    image = next(iter(S._example_images(1).values()))
+    path = tmp_path / "banana.png"
+    Image.fromarray(image).save(path)
+    picture = handle_file(str(path))
+    switch, *_ = client.predict("mine", picture, 0.9, api_name="/ssd_weights")
+    # Nothing trained in this session: "mine" cannot be picked, and the switch stays inactive.
+    assert switch["value"] == "shipped" and not switch["interactive"]
+    status = list(client.submit(1, 5, 0.2, 10, "sgd", api_name="/ssd_train"))[-1][2]
+    assert "Detect now uses this network (weights: “mine”)" in status
+    assert "weights: mine — trained here: 1 epoch on 10 images" in client.predict(picture, 0.9,
+                                                                                  api_name="/ssd_detect")[2]
+    switch, _, table, summary = client.predict("shipped", picture, 0.9, api_name="/ssd_weights")
+    assert switch["value"] == "shipped" and "weights: shipped — shipped checkpoint" in summary
+    assert len(table["data"]) >= 1  # the shipped network finds the banana
+    switch, *_, summary = client.predict("mine", picture, 0.9, api_name="/ssd_weights")
+    assert switch["value"] == "mine" and switch["interactive"] and "weights: mine — trained here" in summary
+
+
 def test_train_bad_settings(client):
     from gradio_client.exceptions import AppError
 
@@ -115,7 +139,7 @@ def test_panel_train_generator_streams_and_stops_without_the_tab():
     curves, preview, status = frames[-1]
     assert status.startswith("**Done.**") and preview is not None and preview.shape[2] == 3
     assert len(curves.data) >= 2  # train and val curves of the book's two metrics
-    assert S.sessions.active(None)[1].startswith("trained here: 1 epoch(s) on 10 images")
+    assert S.sessions.active(None)[1] == "mine — trained here: 1 epoch on 10 images"
     assert "Nothing is training" in S.stop_training(None) or "Stopping" in S.stop_training(None)
 
 

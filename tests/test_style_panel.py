@@ -101,7 +101,8 @@ def test_grayscale_and_rgba_uploads_work(app, tmp_path):
     # The panel's own checks.
     (dict(layers=[0.0] * 5), "at least one style layer weight must be above 0"),
     (dict(network="resnet"), "resnet"),
-    (dict(network="vgg19"), r"VGG-19's ImageNet weights are not on this machine: torchvision's vgg19-dcbb9e9d\.pth"),
+    (dict(network="vgg19"), (r"VGG-19 \(the book's network\) is not on this machine: its weights, torchvision's "
+                             r"vgg19-dcbb9e9d\.pth \(548 MB\), have not been downloaded\. Choose EfficientNet-Lite0")),
     (dict(content=np.zeros((1, 1, 3), np.uint8)), r"content image: 1 x 1 px is too small"),
 ])
 def test_bad_settings_get_a_message_and_the_next_run_works(app, tmp_path, change, message):

@@ -179,6 +179,18 @@ def test_output_size_formula():
     assert trans_conv_output_size(1, 1, 1, 2) == -3
 
 
+@pytest.mark.parametrize("n, k, s, p", [(2, 2, 1, 0), (2, 2, 2, 1), (3, 4, 2, 1), (5, 3, 3, 0), (4, 64, 32, 16)])
+def test_output_size_is_the_copies_span_and_the_zero_insertion_size(n, k, s, p):
+    # (n - 1) s - 2p + k: the span of n kernel copies s apart, cropped by p at each end ...
+    size = trans_conv_output_size(n, k, s, p)
+    assert size == (n - 1) * s - 2 * p + k
+    assert trans_conv2d(torch.ones(1, 1, n, n), torch.ones(1, 1, k, k), s, p).shape[-1] == size
+    # ... and what a stride-1 convolution with k leaves of X with s - 1 zeros between cells and
+    # k - 1 - p on each side (z cells), the construction the Segmentation tab typesets.
+    z = (n - 1) * s + 1 + 2 * (k - 1 - p)
+    assert dilate_and_pad(torch.ones(n, n), s, k - 1 - p).shape == (z, z) and z - k + 1 == size
+
+
 # --- the construction by convolution --------------------------------------------------------
 
 def test_dilate_and_pad_layout():

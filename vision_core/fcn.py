@@ -248,7 +248,8 @@ def train_fcn(train: SegData, test: SegData | None = None, *, net: FCN, epochs: 
 
     Records (:class:`Progress`, ``total = epochs * batches``):
 
-    * during an epoch, at most one every ``record_interval`` seconds (0: after every batch):
+    * during an epoch, one after the run's first batch, then at most one every
+      ``record_interval`` seconds (0: after every batch):
       ``step`` = batches done, metrics ``loss`` (mean per image since the previous record) and
       ``examples_per_s`` (over the same batches, timed with one device sync here);
     * after each epoch (``step`` = all its batches): ``epoch``, ``loss`` (the book's train
@@ -261,6 +262,9 @@ def train_fcn(train: SegData, test: SegData | None = None, *, net: FCN, epochs: 
       in VOC colours (:func:`label2image`). The last epoch's record has ``done=True``;
     * if ``stop`` is set (checked before every batch): one record ``done=True``,
       ``message="stopped"``, with the last epoch's metrics.
+
+    Every record's ``series["loss"]`` holds each batch's mean loss since the previous record
+    (:func:`vision_core.train.loop.stream_epochs`): a per-batch curve, however throttled.
 
     On CUDA: autocast with :func:`vision_core.device.autocast_dtype`, channels-last, a
     GradScaler only for float16, photos moved as uint8 and normalised on the GPU; GPU memory is

@@ -30,7 +30,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from ._checks import ArgumentError, check_bool, check_choice, check_int, check_real, describe, is_int
+from ._checks import ArgumentError, check_bool, check_choice, check_int, check_real, describe, is_int, is_real
 from .boxes import box_xywh_to_corner
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "selective_search",
     "roi_pool_grid",
     "roi_align",
+    "proposal_at",
 ]
 
 SELECTIVE_SEARCH_MODES = ("fast", "quality")
@@ -455,3 +456,35 @@ def _rois_to_tensor(rois: RoIs, features: Tensor) -> Tensor:
             raise ArgumentError("rois[:, 0] (batch index)", f"whole numbers in [0, {num_images - 1}]",
                                 "one outside them")
     return rois5
+
+
+# --- picking a proposal by a point ------------------------------------------------------------
+
+def proposal_at(proposals: Tensor, x: float, y: float) -> int:
+    """The proposal a click at pixel ``(x, y)`` means: the smallest one containing the point, or,
+    when none does, the one whose outline is nearest to it.
+
+    Proposals nest (selective search merges small regions into larger ones), so the smallest
+    box around a point is the most specific region there; ties go to the earlier proposal.
+
+    Args:
+        proposals (Tensor[K, 4]): corner-format boxes ``(x1, y1, x2, y2)`` in pixels, ``K >= 1``.
+        x, y (float): the point, in the same pixels.
+
+    Returns:
+        int: the chosen proposal's index into ``proposals``.
+    """
+    if not isinstance(proposals, Tensor) or proposals.dim() != 2 or proposals.shape[-1] != 4 or len(proposals) == 0:
+        raise ArgumentError("proposals", "a Tensor[K, 4] with K >= 1", describe(proposals))
+    if not (is_real(x) and is_real(y)):
+        raise ArgumentError("x and y", "finite numbers", f"{x!r} and {y!r}")
+    boxes = proposals.double()
+    point = torch.tensor([x, y], dtype=torch.float64)
+    # Distance from the point to each box per axis: 0 inside the box's span on that axis.
+    gap = (torch.maximum(boxes[:, :2] - point, point - boxes[:, 2:])).clamp(min=0)  # [K, 2]
+    distance = gap.norm(dim=1)  # [K]; 0 for boxes containing the point
+    area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)  # [K]
+    inside = distance == 0
+    # Containing boxes rank by area, the others after them by distance (argmin keeps the first tie).
+    key = torch.where(inside, area, area.max() + 1 + distance)
+    return int(torch.argmin(key))

@@ -108,7 +108,8 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
 
     Records (:class:`Progress`, ``total = epochs * batches``):
 
-    * during an epoch, at most one every ``record_interval`` seconds (0: after every batch):
+    * during an epoch, one after the run's first batch, then at most one every
+      ``record_interval`` seconds (0: after every batch):
       ``step`` = batches done, metrics ``loss`` (mean per image since the previous record)
       and ``examples_per_s`` (over the same batches, timed with one device sync here);
     * after each epoch (``step`` = all its batches): ``epoch``, ``loss``, ``examples_per_s``
@@ -119,6 +120,9 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
       val image). The last epoch's record has ``done=True``;
     * if ``stop`` is set (checked before every batch): one record ``done=True``,
       ``message="stopped"``, with the last epoch's metrics.
+
+    Every record's ``series["loss"]`` holds each batch's mean loss since the previous record
+    (:func:`vision_core.train.loop.stream_epochs`): a per-batch curve, however throttled.
 
     On CUDA: the data is moved to the GPU once (uint8), autocast with
     :func:`vision_core.device.autocast_dtype`, channels-last, a GradScaler only for float16;
@@ -299,6 +303,7 @@ def draw_detections(image: Tensor, detections: Tensor, color: str = "white", wid
     Returns:
         np.ndarray: ``uint8 [H, W, 3]``.
     """
+    from PIL import ImageColor
     from torchvision.utils import draw_bounding_boxes
 
     check_photos(image[None] if isinstance(image, Tensor) else image, "image", _MIN_SIDE)
@@ -310,7 +315,12 @@ def draw_detections(image: Tensor, detections: Tensor, color: str = "white", wid
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width_px - 1)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height - 1)
         labels = [f"{float(s):.2f}" for s in detections[:, 1]]
-        picture = draw_bounding_boxes(picture, boxes, labels=labels, colors=color, width=width)
+        # Each score on a filled tab of the box colour, in black or white text, whichever contrasts
+        # more with it: a score written straight on the photo is unreadable where they share a hue.
+        red, green, blue = ImageColor.getrgb(color)[:3]
+        text = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 150 else "white"
+        picture = draw_bounding_boxes(picture, boxes, labels=labels, colors=color, width=width, fill_labels=True,
+                                      label_colors=text)
     return picture.permute(1, 2, 0).contiguous().numpy()
 
 

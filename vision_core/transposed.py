@@ -163,7 +163,13 @@ def trans_conv(X: Tensor, K: Tensor) -> Tensor:
 # --- general transposed convolution ---------------------------------------------------------
 
 def trans_conv_output_size(n: int, k: int, stride: int = 1, padding: int = 0) -> int:
-    """Output size of a transposed convolution along one dimension: ``s*n + k - 2*p - s``.
+    """Output size of a transposed convolution along one dimension: ``(n - 1)*s - 2*p + k``.
+
+    Each of the ``n`` input cells puts a ``k``-wide copy of the kernel ``s`` cells after the
+    previous one, so the copies span ``(n - 1)*s + k`` cells, and padding crops ``p`` from each
+    end. It is also the size the zero-insertion construction gives: ``s - 1`` zeros between
+    cells and ``k - 1 - p`` on each side make ``z = (n - 1)*s + 1 + 2*(k - 1 - p)`` cells, and a
+    stride-1 convolution with ``k`` leaves ``z - k + 1`` of them.
 
     The value is returned as computed; one below 1 means there is no output for these
     arguments (:func:`trans_conv2d` and ``F.conv_transpose2d`` reject them).
@@ -181,7 +187,7 @@ def trans_conv_output_size(n: int, k: int, stride: int = 1, padding: int = 0) ->
     k = check_int(k, "k", 1)
     stride = check_int(stride, "stride", 1)
     padding = check_int(padding, "padding", 0)
-    return stride * n + k - 2 * padding - stride
+    return (n - 1) * stride - 2 * padding + k
 
 
 def trans_conv2d(X: Tensor, K: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0) -> Tensor:

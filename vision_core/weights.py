@@ -24,10 +24,10 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 import torch
 
@@ -44,6 +44,8 @@ __all__ = [
     "find_torchvision_checkpoint",
     "download_torchvision_checkpoint",
     "fetch_records",
+    "failure_kind",
+    "failure_reason",
     "verify_weights",
     "load_state_dict",
     "save_weights",
@@ -195,12 +197,61 @@ def find_torchvision_checkpoint(file: str, directory: Path | None = None) -> Pat
     return None
 
 
+def failure_kind(err: BaseException) -> str:
+    """What kind of failure ended a download: ``"offline"`` (the server's name could not be looked
+    up: no internet, or no DNS), ``"refused"``, ``"timeout"``, ``"http"`` (the server answered
+    with an error status), ``"tls"`` (no secure connection), ``"disk"`` (writing the file failed)
+    or ``"other"``. Callers word their own message from it (the page in two languages)."""
+    import socket
+    import ssl
+
+    if isinstance(err, urllib.error.HTTPError):
+        return "http"
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    if isinstance(reason, socket.gaierror):
+        return "offline"
+    if isinstance(reason, ConnectionRefusedError):
+        return "refused"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return "timeout"
+    if isinstance(reason, ssl.SSLError):
+        return "tls"
+    if isinstance(reason, OSError) and not isinstance(err, urllib.error.URLError) and getattr(reason, "filename", None):
+        return "disk"
+    return "other"
+
+
+_FAILURE_WORDS = {
+    "offline": "this computer could not look up the server's name, so it is probably offline",
+    "refused": "the server refused the connection",
+    "timeout": "the server did not answer in time",
+    "tls": "no secure connection could be made",
+    "disk": "the file could not be written",
+}
+
+
+def failure_reason(err: BaseException) -> str:
+    """A failed download's reason in plain words, e.g. ``"the server refused the connection
+    (Connection refused)"``: no ``<urlopen error ...>`` wrapper, and no angle brackets at all (a
+    page that shows the message as HTML would swallow them)."""
+    kind = failure_kind(err)
+    if isinstance(err, urllib.error.HTTPError):
+        words = f"the server answered HTTP {err.code} {err.reason}"
+    else:
+        reason = err.reason if isinstance(err, urllib.error.URLError) else err
+        detail = getattr(reason, "strerror", None) or str(reason)
+        words = f"{_FAILURE_WORDS[kind]} ({detail})" if kind in _FAILURE_WORDS else str(detail)
+    return words.replace("<", "").replace(">", "").strip() or type(err).__name__
+
+
 def fetch_records(url: str, part: Path, *, label: str, expected_bytes: int = 0, chunk_size: int = 1 << 20,
                   error: type[Exception] = WeightsError) -> Iterator[Progress]:
     """Stream ``url`` into the file ``part``, yielding a :class:`Progress` per chunk (``step``/``total`` in bytes).
 
     ``total`` is the server's Content-Length, else ``expected_bytes``. A network or disk failure
-    raises ``error`` naming the URL. Callers check ``offline()`` first and verify the file after.
+    raises ``error`` naming the URL and the reason in plain words (:func:`failure_reason`), with the
+    original error as its ``__cause__`` (:func:`failure_kind` sorts it). Callers check ``offline()``
+    first and verify the file after.
     """
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
@@ -217,7 +268,7 @@ def fetch_records(url: str, part: Path, *, label: str, expected_bytes: int = 0, 
                 done += len(chunk)
                 yield Progress(done, max(total, done), message=f"downloading {label}: {done / 2**20:.0f} MiB")
     except (urllib.error.URLError, OSError) as err:
-        raise error(f"downloading {url} failed: {err}") from err
+        raise error(f"downloading {url} failed: {failure_reason(err)}") from err
 
 
 def download_torchvision_checkpoint(file: str, *, url: str | None = None,

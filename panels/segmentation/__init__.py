@@ -47,6 +47,6 @@ def build() -> None:
         with gr.Tab(tr("Bilinear upsampling", "双线性上采样"), id="seg-bilinear"):
             bilinear.build()
         with gr.Tab(tr("FCN", "全卷积网络 FCN"), id="seg-fcn"):
-            segment.build(examples)
+            view = segment.build(examples)
         with gr.Tab(tr("Train FCN", "训练 FCN"), id="seg-fcn-train"):
-            training.build()
+            training.build(view)

@@ -20,7 +20,8 @@ from vision_core.examples import EXAMPLES, load_example
 from vision_core.transposed import bilinear_kernel, bilinear_upsample
 
 from ..common import (
-    Dropdown, SafeImage, Slider, as_rgb_image, downscale, example_photo, rerun_on_picture_changes, shows_errors,
+    Dropdown, SafeImage, Slider, as_rgb_image, downscale, example_photo, formula, rerun_on_picture_changes,
+    shows_errors, try_this,
 )
 from ..i18n import tr
 
@@ -49,7 +50,19 @@ def render_bilinear_kernel(kernel_size: float) -> tuple[go.Figure, str]:
             f"({'on a cell' if k % 2 else 'between the two middle cells'}). Each weight is the product of two "
             f"tents 1 − |i − centre| / factor: [{tent}]. With stride {factor} and padding {factor // 2} a "
             f"transposed convolution with this kernel upsamples {factor}× by bilinear interpolation.")
-    return fig, text
+    return fig, text + "\n\n" + _kernel_formula(W, k, factor, center)
+
+
+def _kernel_formula(W: torch.Tensor, k: int, factor: int, center: float) -> str:
+    """The book's ``bilinear_kernel`` typeset with this ``k``: the factor, the centre, the weight as a
+    product of two tents, and one weight worked out (row 0, the column next to it: ``W`` ``[k, k]``)."""
+    j = min(1, k - 1)
+    c = f"{factor} - 1 = {center:g}" if k % 2 else f"{factor} - 0.5 = {center:g}"
+    return ("$$f = \\left\\lfloor \\frac{k + 1}{2} \\right\\rfloor = "
+            f"\\left\\lfloor \\frac{{{k + 1}}}{{2}} \\right\\rfloor = {factor}$$\n\n$$c = {c}$$\n\n"
+            "$$W_{ij} = \\Big(1 - \\frac{|i - c|}{f}\\Big)\\Big(1 - \\frac{|j - c|}{f}\\Big)$$\n\n"
+            f"$$W_{{0{j}}} = \\Big(1 - \\frac{{{abs(0 - center):g}}}{{{factor}}}\\Big)"
+            f"\\Big(1 - \\frac{{{abs(j - center):g}}}{{{factor}}}\\Big) = {float(W[0, j]):.4g}$$")
 
 
 def _data_uri(image: np.ndarray, fmt: str = "JPEG") -> str:
@@ -104,7 +117,11 @@ def build() -> None:
             kernel_size = Slider(2, 16, value=4, step=1, label=tr("Kernel size k (the book's 2× demo: 4)", "卷积核大小 k（书中 2 倍放大演示：4）"),
                                     elem_id="seg-bilinear-k")
             first = render_bilinear_kernel(4)
-            kernel_text = gr.Markdown(first[1], elem_id="seg-bilinear-kernel-text")
+            try_this("Before you set k to 3, predict the factor and whether the weight 1 sits on a cell or between "
+                     "cells; then set it and read the heatmap.",
+                     "把 k 设为 3 之前，先预测 factor 的值，以及权重 1 是落在某个单元格上，还是落在两个单元格之间；"
+                     "然后设置并查看热力图。", elem_id="seg-bilinear-try")
+            kernel_text = formula(first[1], elem_id="seg-bilinear-kernel-text")
         with gr.Column(scale=6, min_width=360):
             kernel_fig = gr.Plot(first[0], label=tr("bilinear_kernel", "bilinear_kernel（双线性插值核）"), elem_id="seg-bilinear-kernel")
     kernel_size.input(render_bilinear_kernel, kernel_size, [kernel_fig, kernel_text], api_name="bilinear_kernel",

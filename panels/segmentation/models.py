@@ -1,11 +1,15 @@
-"""The FCNs the Segment section can use: the network this session trained, else the shipped
-checkpoint, and torchvision's FCN-ResNet-50 as a reference for real photos when its file is here."""
+"""The FCNs the Segment section can use: the shipped checkpoint or the network this session trained
+(its "shipped / mine" switch picks), and torchvision's FCN-ResNet-50 as a reference for real photos
+when its file is here."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
+import gradio as gr
 from torch import nn
 
 from vision_core import weights as vc_weights
@@ -35,8 +39,17 @@ def _unavailable(err: WeightsError) -> str:
     return f"the shipped checkpoint `{FCN_WEIGHTS}` is not available ({err})"
 
 
-# Each session's FCN: the one it trained here, else the shipped checkpoint; and its Stop flag.
+# Each session's FCN: the shipped checkpoint or the one it trained here, as its switch says; and its Stop flag.
 sessions = SessionModels(_load_shipped, _unavailable, MAX_SESSION_NETS, MAX_SESSION_BYTES)
+
+
+class SegmentView(NamedTuple):
+    """What the Train FCN section updates in the Segment section after a run (``segment.build`` returns it)."""
+
+    weights: gr.Radio  # the "shipped / mine" switch
+    inputs: Sequence[Any]  # what refresh reads: the picture and the model radio
+    outputs: Sequence[Any]  # what refresh redoes: overlay, legend, shares, summary
+    refresh: Callable[..., tuple]  # (picture, model, request) -> outputs, or skips when there is nothing to redo
 
 
 def no_model_message(reason: str) -> str:

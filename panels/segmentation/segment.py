@@ -17,14 +17,18 @@ import torch
 from vision_core.data.voc import VOC_CLASSES, VOC_COLORMAP, VOCSegDataset
 from vision_core.data.voc_metrics import confusion_matrix, mean_iou, pixel_accuracy
 from vision_core.data.voc_synthetic import generate_voc_synthetic
-from vision_core.fcn import overlay_mask, predict_fcn
+from vision_core.fcn import label2image, overlay_mask, predict_fcn
+from vision_core.models.fcn import FCN, STRIDE
 
 from ..common import (
-    Dataframe, Dropdown, Radio, SafeImage, as_rgb_image, downscale, handles_out_of_memory, rerun_on_picture_changes,
-    shows_errors,
+    LATEX_DELIMITERS, Dataframe, Dropdown, Radio, SafeImage, as_rgb_image, downscale, handles_out_of_memory,
+    rerun_on_picture_changes, shows_errors, try_this,
 )
 from ..i18n import bilingual, tr
-from .models import no_model_message, no_model_message_zh, reference_model, reference_path, reference_texts, sessions
+from ..session_models import weights_switch
+from .models import (
+    SegmentView, no_model_message, no_model_message_zh, reference_model, reference_path, reference_texts, sessions,
+)
 from .training import DATA_SEED, SYNTHETIC
 
 MAX_SEGMENT_SIDE = 1024  # larger uploads are downscaled before segmenting (CPU time, memory)
@@ -73,14 +77,64 @@ def _hex(c: int) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+VIEWS = ("overlay", "mask", "side")  # the picture: classes over the photo, the mask alone, or both side by side
+
+
+def view_picture(x: torch.Tensor, pred: torch.Tensor, view: str = "overlay") -> np.ndarray:
+    """The segmentation as a picture: ``overlay`` tints the objects in their VOC colours over the photo
+    (which hides a colour close to an object's own), ``mask`` shows the colours alone (the book's
+    ``label2image``), ``side`` the photo and the mask side by side with a white gap.
+
+    Args:
+        x: ``uint8 [3, H, W]`` photo.
+        pred: ``int64 [H, W]`` class indices.
+
+    Returns:
+        ``uint8 [H, W', 3]`` (``W' = 2W + gap`` side by side).
+    """
+    if view == "overlay":
+        return overlay_mask(x, pred)
+    mask = label2image(pred).numpy()  # [H, W, 3]
+    if view == "mask":
+        return mask
+    h, w = mask.shape[:2]
+    gap = np.full((h, max(4, w // 60), 3), 255, np.uint8)
+    return np.concatenate([x.permute(1, 2, 0).numpy(), gap, mask], axis=1)
+
+
+def fcn_formula(net: torch.nn.Module, h: int, w: int) -> str:
+    """What the book's FCN does to an ``h x w`` picture, sizes typeset (d2l 14.11): the ResNet-18 trunk
+    divides each side by 32 (after padding it to a multiple of 32), the 1 × 1 convolution turns 512
+    channels into one per class, and the transposed convolution (k = 64, s = 32, p = 16) gives back
+    (n − 1)·s − 2p + k = 32 n pixels a side. The reference FCN-ResNet-50 has no such layer."""
+    if not isinstance(net, FCN):
+        return ("The reference FCN-ResNet-50 computes 8× smaller maps (dilated convolutions) and enlarges its "
+                "scores by bilinear interpolation, not by a transposed convolution.")
+    c, (H, W) = net.num_classes, (-(-h // STRIDE) * STRIDE, -(-w // STRIDE) * STRIDE)  # padded to multiples of 32
+    n_h, n_w = H // STRIDE, W // STRIDE
+    conv = net.transpose_conv
+    (k, _), (s, _), (p, _) = conv.kernel_size, conv.stride, conv.padding
+    padded = "" if (H, W) == (h, w) else f"The picture is padded to {W} × {H} px first (the scores are cropped back).\n\n"
+    return (padded + "$$\\begin{aligned}"  # one step a row, all left-aligned: a phone's width holds them
+            f"&3 \\times {H} \\times {W} \\\\"
+            f"&\\xrightarrow{{\\text{{ResNet-18}}}} 512 \\times {n_h} \\times {n_w} \\\\"
+            f"&\\xrightarrow{{1 \\times 1\\ \\text{{conv}}}} {c} \\times {n_h} \\times {n_w} \\\\"
+            f"&\\xrightarrow{{k = {k},\\ s = {s},\\ p = {p}}} {c} \\times {H} \\times {W}"
+            "\\end{aligned}$$\n\n$$\\begin{aligned}"
+            f"n_h' &= (n_h - 1)\\,s - 2p + k \\\\ &= ({n_h} - 1) \\cdot {s} - 2 \\cdot {p} + {k} = {(n_h - 1) * s - 2 * p + k} \\\\"
+            f"n_w' &= (n_w - 1)\\,s - 2p + k \\\\ &= ({n_w} - 1) \\cdot {s} - 2 \\cdot {p} + {k} = {(n_w - 1) * s - 2 * p + k}"
+            "\\end{aligned}$$")
+
+
 @handles_out_of_memory
 @shows_errors
 def segment(image: np.ndarray | None, model: str = "fcn", request: gr.Request | None = None,
-            examples: Examples | None = None) -> SegmentResult:
-    """Segment the image: the overlay, a legend of the classes found, their pixel shares, a summary.
+            examples: Examples | None = None, view: str = "overlay") -> SegmentResult:
+    """Segment the image: the picture (``view``: see :func:`view_picture`), a legend of the classes
+    found, their pixel shares, a summary with the FCN's sizes (:func:`fcn_formula`).
 
-    ``model`` is ``"fcn"`` (this session's network, else the shipped one) or ``"resnet50"`` (the
-    reference); an image equal to one of ``examples`` is scored against its true labels.
+    ``model`` is ``"fcn"`` (the network the session's "shipped / mine" switch picks) or ``"resnet50"``
+    (the reference); an image equal to one of ``examples`` is scored against its true labels.
     """
     rgb, note = downscale(as_rgb_image(image, "image"), MAX_SEGMENT_SIDE)
     if model == "resnet50":
@@ -93,7 +147,7 @@ def segment(image: np.ndarray | None, model: str = "fcn", request: gr.Request | 
     start = time.perf_counter()
     pred = predict_fcn(net, x)
     ms = (time.perf_counter() - start) * 1e3
-    overlay = overlay_mask(x, pred)
+    overlay = view_picture(x, pred, view)
     counts = torch.bincount(pred.flatten(), minlength=len(VOC_CLASSES)).tolist()
     present = sorted((c for c, n in enumerate(counts) if n), key=lambda c: -counts[c])
     total = pred.numel()
@@ -113,6 +167,7 @@ def segment(image: np.ndarray | None, model: str = "fcn", request: gr.Request | 
             miou = float(mean_iou(confusion_matrix(pred, truth, len(VOC_CLASSES))))
             summary += f"  \nAgainst the ground truth of {name}: pixel accuracy **{acc:.3f}**, mean IoU **{miou:.3f}**."
             break
+    summary += "\n\n" + fcn_formula(net, h, w)
     return overlay, _legend(present), table, summary
 
 
@@ -139,21 +194,42 @@ def sketch_canvas() -> np.ndarray:
     return np.broadcast_to(base, (h, w, 3)).round().astype(np.uint8).copy()
 
 
-def build(examples: Examples) -> None:
-    """Lay out the Segment section (examples, uploads, sketches) and wire its events."""
+def build(examples: Examples) -> SegmentView:
+    """Lay out the Segment section (examples, uploads, sketches) and wire its events; returns what
+    the Train FCN section updates after a run (the "shipped / mine" switch and the view)."""
     first_name = next(iter(examples))
     has_reference = reference_path() is not None
-    choices = [(tr("FCN (ResNet-18): trained here, else the shipped checkpoint",
-                   "FCN（ResNet-18）：优先用本页训练的，否则用随附的检查点"), "fcn")]
+    choices = [(tr("FCN (ResNet-18), with the weights chosen below", "FCN（ResNet-18），使用下面选择的权重"), "fcn")]
     if has_reference:
         choices.append((tr("torchvision FCN-ResNet-50: reference model for real photos",
                            "torchvision FCN-ResNet-50：用于真实照片的参考模型"), "resnet50"))
 
-    def run(image: np.ndarray | None, model: str, request: gr.Request | None = None) -> SegmentResult:
-        return segment(image, model, request, examples=examples)
+    def run(image: np.ndarray | None, model: str, view: str = "overlay",
+            request: gr.Request | None = None) -> SegmentResult:
+        return segment(image, model, request, examples=examples, view=view)
 
     def show_example(name: str) -> np.ndarray:
         return examples[name][0]
+
+    def refresh(picture: np.ndarray | None, model_value: str, view_value: str,
+                request: gr.Request | None = None) -> SegmentResult | tuple:
+        # The view redone with the FCN the switch now picks; left as it is without a picture or on
+        # the reference model (the switch does not pick that one), or when the picture is refused.
+        if picture is None or model_value != "fcn":
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            return run(picture, model_value, view_value, request)
+        except gr.Error:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+    def choose(which: str, picture: np.ndarray | None, model_value: str, view_value: str,
+               request: gr.Request | None = None) -> tuple:
+        # The "shipped / mine" switch: Segment uses ``which`` in this session from now on, and says
+        # so by segmenting again (an unusable network's message shows as Segment's would).
+        sessions.choose(request, which)
+        shown = (run(picture, model_value, view_value, request) if picture is not None and model_value == "fcn"
+                 else (gr.skip(),) * 4)
+        return (sessions.switch(request), *shown)
 
     net, which = sessions.shipped()
     with gr.Row():
@@ -163,7 +239,17 @@ def build(examples: Examples) -> None:
                              sources=["upload", "clipboard"], label=tr("Image (upload your own)", "图像（可上传你自己的）"), height=240,
                              elem_id="seg-fcn-image")
             model = Radio(choices, value="fcn", label=tr("Model", "模型"), elem_id="seg-fcn-model")
+            weights = weights_switch("seg-fcn-weights", "FCN", "FCN ")
+            view = Radio([(tr("Overlay", "叠加"), "overlay"), (tr("Mask only", "仅掩码"), "mask"),
+                          (tr("Side by side", "并排"), "side")], value="overlay",
+                         label=tr("Show", "显示方式"), elem_id="seg-fcn-view",
+                         info=tr("Mask only: the class colours alone, where the overlay would hide them in the "
+                                 "objects' own colours", "仅掩码：只显示类别颜色，叠加时它们会混进物体本身的颜色里"))
             segment_btn = gr.Button(tr("Segment", "分割"), variant="primary", elem_id="seg-fcn-btn")
+            try_this("Switch to mask only, then draw a yellow crescent in the sketch below and segment it: predict "
+                     "first whether its edges come out sharp or blocky (the network decides at 1/32 of the size).",
+                     "切换到“仅掩码”，再在下面的草图里画一个黄色月牙并分割它：先预测它的边缘是清晰的还是"
+                     "块状的（网络在 1/32 的尺寸上做判断）。", elem_id="seg-fcn-try")
             with gr.Accordion(tr("…or draw a sketch", "……或者画一张草图"), open=False):
                 gr.Markdown(tr("Paint shapes like the synthetic classes: " + ", ".join(
                     f"<span style='color:{c}'>■</span> {name}" for c, name in SKETCH_COLORS.items()) + ".",
@@ -182,16 +268,18 @@ def build(examples: Examples) -> None:
                 first = run(examples[first_name][0], "fcn")
             else:
                 first = (None, "", pd.DataFrame(columns=SHARES_COLUMNS), no_model_message(which))
-            summary = gr.Markdown(first[3], elem_id="seg-fcn-summary")
-            overlay = gr.Image(first[0], interactive=False, label=tr("Predicted classes over the image", "叠加在图像上的预测类别"),
+            summary = gr.Markdown(first[3], elem_id="seg-fcn-summary", latex_delimiters=LATEX_DELIMITERS)
+            overlay = gr.Image(first[0], interactive=False, label=tr("Predicted classes", "预测的类别"),
                                elem_id="seg-fcn-overlay", height=360)
             legend = gr.HTML(first[1], elem_id="seg-fcn-legend")
             shares = Dataframe(first[2], interactive=False, label=tr("Pixel share per class", "各类别的像素占比"), elem_id="seg-fcn-shares")
             gr.Markdown(tr(*reference_texts()), elem_id="seg-fcn-reference")
     outputs = [overlay, legend, shares, summary]
-    segment_btn.click(run, [image, model], outputs, api_name="fcn_segment")
-    rerun_on_picture_changes(run, [image, model], outputs, image, example, show_example)
+    segment_btn.click(run, [image, model, view], outputs, api_name="fcn_segment")
+    rerun_on_picture_changes(run, [image, model, view], outputs, image, example, show_example, controls=[view])
     sketch_btn.click(sketch_image, sketch, image, api_visibility="private").success(
-        run, [image, model], outputs, api_visibility="private")
+        run, [image, model, view], outputs, api_visibility="private")
+    weights.input(choose, [weights, image, model, view], [weights, *outputs], api_name="fcn_weights")
+    return SegmentView(weights, [image, model, view], outputs, refresh)
 
 

@@ -29,7 +29,7 @@ from vision_core.transposed import (
     trans_conv_steps,
 )
 
-from ..common import Dataframe, Slider, shows_errors
+from ..common import Dataframe, Slider, formula, shows_errors, try_this
 from ..i18n import bilingual, tr
 
 PLAY_DELAY = 0.4  # seconds between streamed steps: a few frames a second
@@ -154,14 +154,34 @@ def _rect(fig: go.Figure, col: int, top: int, left: int, bottom: int, right: int
                   line=dict(color=color, width=3, dash=dash), row=1, col=col)
 
 
+def _dims(X: torch.Tensor, K: torch.Tensor) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+    """``(subscript, n, k)`` for the height and the width of ``X`` and ``K``."""
+    return ("h", int(X.shape[0]), int(K.shape[0])), ("w", int(X.shape[1]), int(K.shape[1]))
+
+
 def _formula(X: torch.Tensor, K: torch.Tensor, s: int, p: int) -> str:
-    lines = ["**Output shape** n′ = s·n + k − 2p − s (per dimension)"]
-    sizes = []
-    for dim, n, k in (("height", X.shape[0], K.shape[0]), ("width", X.shape[1], K.shape[1])):
-        size = trans_conv_output_size(int(n), int(k), s, p)
+    """The output size per dimension, (n − 1)·s − 2p + k, typeset with this example's numbers."""
+    rows, sizes = [], []
+    for d, n, k in _dims(X, K):
+        size = trans_conv_output_size(n, k, s, p)
         sizes.append(size)
-        lines.append(f"{dim}: n′ = {s}·{n} + {k} − 2·{p} − {s} = **{size}**")
-    return "  \n".join(lines) + f"  \nY is **{sizes[0]} × {sizes[1]}** (stride {s}, padding {p})."
+        rows.append(f"n_{d}' &= (n_{d} - 1)\\,s_{d} - 2p_{d} + k_{d} \\\\ "
+                    f"&= ({n} - 1) \\cdot {s} - 2 \\cdot {p} + {k} = \\mathbf{{{size}}}")
+    return ("$$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$$\n\n"
+            f"Y is **{sizes[0]} × {sizes[1]}** (stride {s}, padding {p}).")
+
+
+def _zero_insertion_formula(X: torch.Tensor, K: torch.Tensor, s: int, p: int) -> str:
+    """The zero-insertion construction's sizes, typeset: X with s − 1 zeros between cells and k − 1 − p
+    more on each side is z = (n − 1)·s + 1 + 2(k − 1 − p) cells a side; a stride-1 convolution with
+    k leaves z − k + 1, the transposed convolution's (n − 1)·s − 2p + k."""
+    rows = []
+    for d, n, k in _dims(X, K):
+        z = (n - 1) * s + 1 + 2 * (k - 1 - p)
+        rows.append(f"z_{d} &= (n_{d} - 1)\\,s_{d} + 1 + 2\\,(k_{d} - 1 - p_{d}) \\\\ "
+                    f"&= ({n} - 1) \\cdot {s} + 1 + 2 \\cdot ({k} - 1 - {p}) = {z} \\\\ "
+                    f"n_{d}' &= z_{d} - k_{d} + 1 = {z} - {k} + 1 = \\mathbf{{{z - k + 1}}}")
+    return "$$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$$"
 
 
 Frame = tuple[go.Figure, pd.DataFrame, str, dict[str, Any]]  # a step's figure, running sum, summary, slider
@@ -194,7 +214,7 @@ def render_trans_conv(X_cells: Any, K_cells: Any, stride: float,
         f"Insert s − 1 = {s - 1} zero(s) between the rows and columns of X, pad by k − 1 − p ({pad_text}) "
         f"to get Z ({Z.shape[0]}×{Z.shape[1]}), then run an ordinary stride-1 convolution with K flipped "
         f"left-right and upside-down. **It equals the transposed convolution: max |difference| = {diff:.3g}**"
-        + (" (exactly equal)." if diff == 0 else ".")
+        + (" (exactly equal)." if diff == 0 else ".") + "\n\n" + _zero_insertion_formula(X, K, s, p)
     )
     return _table(Y), formula, fig, conv_fig, conv_text
 
@@ -271,7 +291,11 @@ def build() -> None:
             compute = gr.Button(tr("Compute", "计算"), variant="primary", elem_id="seg-trans-btn")
         with gr.Column(scale=6, min_width=360):
             first = render_trans_conv(BOOK_X, BOOK_K, 1, 0)
-            formula = gr.Markdown(first[1], elem_id="seg-trans-formula")
+            try_this("Before you set the stride s to 2, work out Y's size with the formula below and guess which "
+                     "cells of Y no longer get overlapping copies; then set it and compare.",
+                     "把步幅 s 调到 2 之前，先用下面的公式算出 Y 的大小，并猜一猜 Y 的哪些单元格不再有重叠的副本相加；"
+                     "然后调过去对照一下。", elem_id="seg-trans-try")
+            size_formula = formula(first[1], elem_id="seg-trans-formula")
             output = Dataframe(first[0], interactive=False, label=tr("Output Y = trans_conv(X, K)", "输出 Y = trans_conv(X, K)"),
                                   elem_id="seg-trans-output")
             figure = gr.Plot(first[2], label=tr("X, K and Y", "X、K 和 Y"), elem_id="seg-trans-figure")
@@ -288,11 +312,11 @@ def build() -> None:
     running = Dataframe(frame[1], interactive=False, label=tr("Running sum, cropped to the output", "累加和（裁剪到输出大小）"),
                            elem_id="seg-trans-running")
     gr.Markdown(tr("### The same result from an ordinary convolution", "### 用普通卷积得到相同的结果"))
-    conv_text = gr.Markdown(first[4], elem_id="seg-trans-conv-check")
+    conv_text = formula(first[4], elem_id="seg-trans-conv-check")
     conv_fig = gr.Plot(first[3], label=tr("Zero insertion, flipped kernel, convolution", "插入零、翻转卷积核、卷积"), elem_id="seg-trans-conv-figure")
 
     inputs = [X, K, stride, padding]
-    outputs = [output, formula, figure, conv_fig, conv_text]
+    outputs = [output, size_formula, figure, conv_fig, conv_text]
     step_inputs = inputs + [step]
     step_outputs = [step_fig, running, step_summary, step]
     compute.click(render_trans_conv, inputs, outputs, api_name="trans_conv").success(

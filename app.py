@@ -71,7 +71,7 @@ button.stop:disabled, button.stop[disabled] {
   .vl-formula .katex-display { font-size: 0.9em; }
 }
 """
-CSS += "".join(getattr(panel, "CSS", "") for panel in PANELS)
+CSS += "".join(getattr(panel, "CSS", "") for panel in PANELS)  # a panel's own rules (e.g. its phone layout)
 
 # The page's own script, run once when the page has loaded (gr.HTML's js_on_load; ``element`` is
 # that HTML block, hidden, whose text is LANGUAGE_PROBE in the page's current language).
@@ -136,7 +136,6 @@ window.addEventListener("resize", update);
 update();
 """
 LANGUAGE_PROBE = ("English", "简体中文")  # the text PAGE_JS reads to know the page's language
-  # a panel's own rules (e.g. its phone layout)
 
 
 def _header() -> str:

@@ -87,6 +87,16 @@ class SessionModels:
                     self._shipped = (None, self._unavailable(err))
             return self._shipped
 
+    def adopt(self, request: gr.Request | None, net: nn.Module, batches: int, description: str, user: str) -> str:
+        """The one Stop rule of both training panels: a run that trained ``batches`` >= 1, finished
+        or stopped, becomes this session's "mine" and the switch moves to it; a run stopped before
+        its first batch trained nothing and changes nothing. Returns the status's closing words for
+        ``user``, the view that predicts with the network ("Detect")."""
+        if batches == 0:
+            return f" · No batch ran, so nothing was trained: {user} keeps its weights."
+        self.remember(request, net, description)
+        return f" · {user} now uses this network (weights: “mine”); “shipped” is one click back beside {user}."
+
     def remember(self, request: gr.Request | None, net: nn.Module, description: str) -> None:
         """Keep ``net`` as this session's network ("mine", which the session now uses; parked on the
         CPU on ZeroGPU), then evict what is over the visitor's :attr:`capacity` or the server's
@@ -208,6 +218,11 @@ class SessionModels:
         return (f"  \n**Your trained network was dropped to make room** (the server keeps {keeps}); train again "
                 f"— using the shipped checkpoint.  \n**你训练的网络已被移除以腾出空间**（服务器只保留{keeps_zh}）；"
                 "请重新训练——现在使用的是随附的检查点。")
+
+
+def training_begins() -> tuple[dict, dict]:
+    """Start inactive and Stop active while this session trains (the page's Start click)."""
+    return gr.update(interactive=False), gr.update(interactive=True)
 
 
 def weights_switch(elem_id: str, network: str, network_zh: str) -> gr.Radio:

@@ -38,7 +38,7 @@ from .common import (
 )
 from .figures import color_for, draw_boxes
 from .i18n import bilingual, tr
-from .session_models import SessionModels, weights_switch
+from .session_models import SessionModels, training_begins, weights_switch
 from .streaming import (
     HEAVY, Stream, current_epoch, duration, outcome, stacked_curves, stopped, trained_amount, training_status,
 )
@@ -296,10 +296,10 @@ def train(epochs: float, batch_size: float, lr: float, num_train: float, optimiz
     stream = Stream("batch", epochs=epochs)  # the pace measured in this run: no machine's speed is promised ahead
     with sessions.stops.running(request) as stop:
         yield _curves(stream), None, f"Reading the banana images, then training {num_train} images on {get_device()}…"
-        images, labels = load_bananas(split="train")
+        train_set = load_bananas(split="train", limit=num_train)  # only what the run trains on: the rest takes seconds
         val = load_bananas(split="val")
         net = TinySSD(1)
-        records = train_ssd((images[:num_train], labels[:num_train]), val, net=net, epochs=epochs,
+        records = train_ssd(train_set, val, net=net, epochs=epochs,
                             batch_size=batch_size, lr=lr, optimizer=optimizer, stop=stop)
         rate = None
         try:
@@ -321,19 +321,14 @@ def train(epochs: float, batch_size: float, lr: float, num_train: float, optimiz
 
 def _final_words(record: Progress, stream: Stream, epochs: int, num_train: int, request: gr.Request | None,
                  net: TinySSD) -> str:
-    """The end of a run's last status: the last validation numbers, and where the network went.
-
-    The one Stop rule of both training panels: a run that trained a batch or more, finished or
-    stopped, becomes "mine" and the switch moves to it; a run stopped before its first batch
-    trained nothing and changes nothing."""
+    """The end of a run's last status: the last validation numbers, and where the network went
+    (:meth:`SessionModels.adopt`, the one Stop rule of both training panels)."""
     last = stream.history[-1] if stream.history else {}
     words = (f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"
              if "val_class_err" in last else "")
-    if record.step == 0:
-        return words + " · No batch ran, so nothing was trained: Detect keeps its weights."
-    sessions.remember(request, net, f"trained here: {trained_amount(record.step, record.total, epochs)} on "
-                                    f"{num_train} images" + (" (stopped early)" if stopped(record) else ""))
-    return words + " · Detect now uses this network (weights: “mine”); “shipped” is one click back beside Detect."
+    description = (f"trained here: {trained_amount(record.step, record.total, epochs)} on {num_train} images"
+                   + (" (stopped early)" if stopped(record) else ""))
+    return words + sessions.adopt(request, net, record.step, description, "Detect")
 
 
 def learning_rate(optimizer: str) -> float:
@@ -344,11 +339,6 @@ def learning_rate(optimizer: str) -> float:
 def stop_training(request: gr.Request | None = None) -> str:
     """Stop this session's training after its current batch."""
     return sessions.stops.press(request)
-
-
-def training_begins() -> tuple[dict, dict]:
-    """Start inactive and Stop active while this session trains (the page's Start click)."""
-    return gr.update(interactive=False), gr.update(interactive=True)
 
 
 def _detect_if_shown(image: np.ndarray | None, threshold: float, request: gr.Request | None) -> tuple:

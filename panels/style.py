@@ -479,7 +479,7 @@ def stop_run(request: gr.Request | None = None) -> str:
     return _stops.press(request)
 
 
-def settle_stop(request: gr.Request | None = None) -> tuple[str, Any]:
+def stop_settled(request: gr.Request | None = None) -> tuple[str, Any]:
     """After Stop's answer: wait until the session's job has ended (at most one more step), then
     clear the answer and leave the Stop button as the session's state says (inactive: nothing runs)."""
     ended = _runs.running(request)
@@ -488,12 +488,12 @@ def settle_stop(request: gr.Request | None = None) -> tuple[str, Any]:
     return "", gr.Button(interactive=_runs.running(request) is not None)
 
 
-def arm_stop() -> Any:
+def stop_armed() -> Any:
     """Start pressed: the Stop button becomes active for this run."""
     return gr.Button(interactive=True)
 
 
-def disarm_stop(request: gr.Request | None = None) -> Any:
+def stop_disarmed(request: gr.Request | None = None) -> Any:
     """The run has ended (done, stopped or refused): Stop is inactive unless another run of the
     session is under way."""
     return gr.Button(interactive=_runs.running(request) is not None)
@@ -605,7 +605,7 @@ def build() -> None:
                                               height=170, elem_id="style-style")
                 with gr.Row():
                     start = gr.Button(tr("Start", "开始"), variant="primary", elem_id="style-start-btn")
-                    # Active only while this session runs a job (arm_stop / disarm_stop / settle_stop).
+                    # Active only while this session runs a job (stop_armed / stop_disarmed / stop_settled).
                     stop = gr.Button(tr("Stop", "停止"), variant="stop", interactive=False, elem_id="style-stop-btn")
                 stop_note = gr.Markdown("", elem_id="style-stop-note")
             with gr.Column(elem_id="style-settings"):
@@ -670,9 +670,9 @@ def build() -> None:
     # marked failed); then Stop becomes active for the run, and inactive once it has ended.
     # (Queued: an error of an event outside the queue reaches the page as a bare HTTP 500, with no toast.)
     start.click(check_network, net_choice, None, api_visibility="private", js=RECORD_LANGUAGE_JS).success(
-        arm_stop, None, stop, api_visibility="private", queue=False).then(
+        stop_armed, None, stop, api_visibility="private", queue=False).then(
         on_gpu(run, style_seconds), [content_img, style_img, net_choice, *settings], [live, curves, status, result],
         api_name="style_transfer", **HEAVY).then(
-        disarm_stop, None, stop, api_visibility="private", queue=False)
+        stop_disarmed, None, stop, api_visibility="private", queue=False)
     stop.click(stop_run, None, stop_note, api_name="style_stop").then(
-        settle_stop, None, [stop_note, stop], api_visibility="private", concurrency_limit=None)
+        stop_settled, None, [stop_note, stop], api_visibility="private", concurrency_limit=None)

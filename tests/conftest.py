@@ -41,6 +41,8 @@ CHROMIUM_FLAGS = [
 # measurement: a busy or slow machine may take many times longer than an idle one, and how long
 # things take belongs in benchmarks/.
 HANG_GUARD_S = 900
+# The same guard for the browser: how long expect(), a click or wait_for_function waits for the page.
+WAIT_MS = HANG_GUARD_S * 1000
 
 
 def free_port() -> int:
@@ -102,13 +104,40 @@ def counting_steps(owner, name: str, stops):
 
 
 @contextlib.contextmanager
+def _patient_launch_check():
+    """Let ``launch()``'s is-localhost-reachable check wait as long as the hang guard.
+
+    Gradio gives the new server 3 s to answer a HEAD request and otherwise raises "When localhost
+    is not accessible, a shareable link must be created"; on a machine whose cores are both busy
+    the first answer can take longer, and the fixture then failed although the server was fine.
+    """
+    import httpx
+    from gradio import networking
+
+    own_check = networking.url_ok
+
+    def url_ok(url: str) -> bool:
+        try:
+            return httpx.head(url, timeout=HANG_GUARD_S, verify=False).status_code < 400
+        except httpx.HTTPError:
+            return False
+
+    networking.url_ok = url_ok
+    try:
+        yield
+    finally:
+        networking.url_ok = own_check
+
+
+@contextlib.contextmanager
 def serving(build):
     """A Blocks app holding what ``build()`` lays out (one panel), launched in this process; yields its URL."""
     import gradio as gr
 
     with gr.Blocks() as demo:
         build()
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    with _patient_launch_check():
+        demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url
     finally:
@@ -121,16 +150,17 @@ def app_url():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import app
 
-    app.demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        theme=app.THEME,
-        css=app.CSS,
-        i18n=app.I18N,
-        max_file_size=app.MAX_UPLOAD_BYTES,
-    )
+    with _patient_launch_check():
+        app.demo.launch(
+            server_name="127.0.0.1",
+            server_port=free_port(),
+            prevent_thread_lock=True,
+            quiet=True,
+            theme=app.THEME,
+            css=app.CSS,
+            i18n=app.I18N,
+            max_file_size=app.MAX_UPLOAD_BYTES,
+        )
     yield app.demo.local_url
     app.demo.close()
 
@@ -159,7 +189,7 @@ def _patient_expect():
     # frame is not a failure. The wait only guards against a page that never shows the text.
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=90_000)
+    expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="session")
@@ -185,6 +215,7 @@ def _open(page, url: str, header: str):
 
     from playwright.sync_api import expect
 
+    page.set_default_timeout(WAIT_MS)  # clicks and wait_for_function too, not only expect()
     requests = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(url)
@@ -214,3 +245,16 @@ def open_page(browser, app_url):
     yield opener
     for context in contexts:
         context.close()
+
+
+def assert_formulas_fit(page, selector: str, width: int = PHONE["width"]) -> None:
+    """Every formula KaTeX typeset in ``selector`` fits its box and ends left of ``width`` px: none
+    runs past the right edge of the page (scrollWidth counts what overflows, shown or clipped)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(f"{selector} .katex-display").first).to_be_visible()
+    widths = page.evaluate("""sel => Array.from(document.querySelectorAll(sel + ' .katex-display')).map(d => ({
+                                   content: d.scrollWidth, box: d.clientWidth,
+                                   right: d.getBoundingClientRect().left + d.scrollWidth}))""", selector)
+    for w in widths:
+        assert w["content"] <= w["box"] + 1 and w["right"] <= width, f"a formula in {selector} overflows: {w}"

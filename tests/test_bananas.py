@@ -384,6 +384,11 @@ def test_load_generates_once_into_vision_lab_data(tmp_path, monkeypatch):
     assert len(calls) == 1  # reused
     assert val_images.shape == (2, 3, 256, 256)
     assert torch.equal(again, images) and torch.equal(read_bananas(cache)[0], images)
+    first, first_labels = load_bananas(seed=3, num_train=4, num_val=2, limit=3)  # a short run reads only its images
+    assert torch.equal(first, images[:3]) and torch.equal(first_labels, labels[:3])
+    assert torch.equal(read_bananas(cache, "train", limit=99)[0], images)  # a limit past the end reads them all
+    with pytest.raises(ValueError, match="limit"):
+        read_bananas(cache, "train", limit=0)
     direct = real(tmp_path / "direct", seed=3, num_train=4, num_val=2)
     assert file_digests(direct) == file_digests(cache)  # the cache is the plain generator's output
 

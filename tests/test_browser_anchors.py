@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
-from tests.conftest import PHONE, assert_no_errors
+from tests.conftest import HANG_GUARD_S, PHONE, assert_formulas_fit, assert_no_errors
 
 pytestmark = pytest.mark.browser
 
@@ -26,7 +26,7 @@ def table_rows(page: Page, elem_id: str) -> list[list[str]]:
 
 def wait_for_rows(page: Page, elem_id: str, predicate, what: str) -> list[list[str]]:
     """Poll the table until ``predicate(rows)`` holds (the table arrives after the summary on a busy machine)."""
-    for _ in range(900):
+    for _ in range(HANG_GUARD_S * 10):  # a guard against a table that never arrives, not a time limit
         rows = table_rows(page, elem_id)
         if rows and predicate(rows):
             return rows
@@ -227,23 +227,14 @@ def test_anchor_formulas_fit_a_phone(open_page):
     """No formula of the three views runs past the right edge of a 390 px page, at the steps that show
     the longest ones (labelling's last step: the threshold rule, the IoU and four offsets)."""
     page = open_page(viewport=PHONE)
-
-    def fits(selector: str) -> None:
-        expect(page.locator(f"{selector} .katex-display").first).to_be_visible()
-        widths = page.evaluate("""sel => Array.from(document.querySelectorAll(sel + ' .katex-display')).map(d => ({
-                                       content: d.scrollWidth, box: d.clientWidth,
-                                       right: d.getBoundingClientRect().left + d.scrollWidth}))""", selector)
-        for w in widths:
-            assert w["content"] <= w["box"] + 1 and w["right"] <= PHONE["width"], f"a formula in {selector} overflows: {w}"
-
     page.get_by_role("tab", name="Anchors").click()
-    fits("#anchors-formula")
+    assert_formulas_fit(page, "#anchors-formula")
     page.get_by_role("tab", name="Labelling").click()
     set_step(page, "label", 3)
     expect(page.locator("#label-formula")).to_contain_text("0.686")
-    fits("#label-formula")
+    assert_formulas_fit(page, "#label-formula")
     page.get_by_role("tab", name="NMS").click()
     set_step(page, "nms", 1)
     expect(page.locator("#nms-formula")).to_contain_text("0.841")
-    fits("#nms-formula")
+    assert_formulas_fit(page, "#nms-formula")
     assert_no_errors(page)

@@ -16,7 +16,6 @@ from tests.conftest import PHONE, assert_no_errors
 pytestmark = pytest.mark.browser
 
 FIRST_LOAD_LIMIT = 250_000  # bytes of the page's first document as the browser receives it (issue 17, item 10)
-WAIT_MS = 90_000  # as long as expect() waits (tests/conftest.py): a busy machine is slow, not broken
 ZH_TITLES = [panel.TITLE_ZH for panel in PANELS]
 EN_TITLES = [panel.TITLE for panel in PANELS]
 
@@ -29,8 +28,7 @@ def figure_traces(page: Page, elem_id: str) -> list[str]:
     """The trace types of a gr.Plot's plotly figure, once it has some."""
     return page.wait_for_function(
         f"""() => {{ const d = document.querySelector('#{elem_id} .js-plotly-plot')?.data;
-                    return d && d.length ? Array.from(d).map(t => t.type) : null; }}""", timeout=WAIT_MS
-    ).json_value()
+                    return d && d.length ? Array.from(d).map(t => t.type) : null; }}""").json_value()
 
 
 # --- Item 10: the first load -------------------------------------------------------------------------
@@ -65,7 +63,7 @@ def test_reopening_a_tab_keeps_what_the_learner_did(opened: Page):
     opened.get_by_label("Example photo (offline)").click()
     opened.get_by_role("option", name="coffee").click()
     has_cup = "() => document.querySelector('#boxes-figure .js-plotly-plot')?.data?.some(t => t.name === 'cup')"
-    opened.wait_for_function(has_cup, timeout=WAIT_MS)
+    opened.wait_for_function(has_cup)
     opened.get_by_role("tab", name="Anchors", exact=True).click()
     expect(opened.locator("#anchors-summary")).to_contain_text("Cell")
     opened.get_by_role("tab", name="Boxes", exact=True).click()
@@ -99,17 +97,15 @@ WIDE_TABLES = """() => Array.from(document.querySelectorAll('.virtual-table-view
 def test_phone_a_table_wider_than_its_frame_says_so(open_page):
     page = open_page(viewport=PHONE)
     expect(page.locator("#boxes-xyxy")).to_contain_text("astronaut")
-    page.wait_for_function("() => document.querySelectorAll('#boxes-xyxy .virtual-table-viewport').length", timeout=WAIT_MS)
+    page.wait_for_function("() => document.querySelectorAll('#boxes-xyxy .virtual-table-viewport').length")
     # Every table shows all its columns, or marks its right edge while columns are out of sight.
-    page.wait_for_function(f"() => ({WIDE_TABLES})().every(t => t.hidden <= 1 || t.hint !== 'auto')",
-                           timeout=WAIT_MS)
+    page.wait_for_function(f"() => ({WIDE_TABLES})().every(t => t.hidden <= 1 || t.hint !== 'auto')")
     tables = page.evaluate(WIDE_TABLES)
     assert len(tables) >= 4, tables
     wide = [t for t in tables if t["hidden"] > 1]
     for table in wide:  # scrolled to its end, the mark goes
         page.locator(f"#{table['id']} .virtual-table-viewport").evaluate("v => v.scrollLeft = v.scrollWidth")
-        page.wait_for_function(f"() => ({WIDE_TABLES})().find(t => t.id === '{table['id']}').hint === 'auto'",
-                               timeout=WAIT_MS)
+        page.wait_for_function(f"() => ({WIDE_TABLES})().find(t => t.id === '{table['id']}').hint === 'auto'")
 
 
 def test_phone_plot_toolbar_stays_off_the_figure(open_page):
@@ -146,13 +142,12 @@ def test_tab_titles_follow_a_language_switch(open_page):
     # the tabs never opened (Regions … Style transfer) and the sections of Anchors not opened
     expect(page.locator("#vl-header")).to_contain_text("Running on")
     page.wait_for_function("titles => titles.every(t => Array.from(document.querySelectorAll('[role=tab]'))"
-                           ".some(b => b.textContent.trim() === t))", arg=[*EN_TITLES, "Labelling", "NMS"], timeout=WAIT_MS)
+                           ".some(b => b.textContent.trim() === t))", arg=[*EN_TITLES, "Labelling", "NMS"])
     assert not any(re.search(r"[\u4e00-\u9fff]", t) for t in tab_titles(page)), tab_titles(page)
     switch_language(page, "Settings", "简体中文")
     expect(page.locator("#vl-header")).to_contain_text("运行于")
     page.wait_for_function("titles => titles.every(t => Array.from(document.querySelectorAll('[role=tab]'))"
-                           ".some(b => b.textContent.trim() === t))", arg=[*ZH_TITLES, "标注锚框", "非极大值抑制"],
-                           timeout=WAIT_MS)
+                           ".some(b => b.textContent.trim() === t))", arg=[*ZH_TITLES, "标注锚框", "非极大值抑制"])
     page.get_by_role("tab", name="语义分割", exact=True).click()
     expect(page.get_by_role("tab", name="双线性上采样", exact=True)).to_be_visible()
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.conftest import PHONE, assert_no_errors
+from tests.conftest import PHONE, assert_formulas_fit, assert_no_errors
 
 pytestmark = pytest.mark.browser
 BOX_RED = (198, 40, 40)  # panels.figures.color_for(2), SSD's box colour: #c62828
@@ -224,25 +224,15 @@ def test_try_this_lines_and_formulas_in_chinese(open_page):
 def test_formulas_fit_a_phone(open_page):
     """No typeset formula of these views runs past the right edge of a 390 px page."""
     page = open_page(viewport=PHONE)
-
-    def fits(selector: str) -> None:
-        expect(page.locator(f"{selector} .katex-display").first).to_be_visible()
-        # The typeset content's own width (scrollWidth counts what overflows, shown or clipped).
-        widths = page.evaluate("""sel => Array.from(document.querySelectorAll(sel + ' .katex-display')).map(d => ({
-                                       content: d.scrollWidth, box: d.clientWidth,
-                                       right: d.getBoundingClientRect().left + d.scrollWidth}))""", selector)
-        for w in widths:
-            assert w["content"] <= w["box"] + 1 and w["right"] <= PHONE["width"], f"a formula in {selector} overflows: {w}"
-
     page.get_by_role("tab", name="SSD").click()
-    fits("#ssd-summary")
+    assert_formulas_fit(page, "#ssd-summary")
     page.get_by_role("tab", name="Architecture").click()
-    fits("#ssd-arch-formula")
+    assert_formulas_fit(page, "#ssd-arch-formula")
     page.get_by_role("tab", name="Segmentation").click()
-    fits("#seg-trans-formula")
-    fits("#seg-trans-conv-check")
+    assert_formulas_fit(page, "#seg-trans-formula")
+    assert_formulas_fit(page, "#seg-trans-conv-check")
     page.get_by_role("tab", name="Bilinear upsampling").click()
-    fits("#seg-bilinear-kernel-text")
+    assert_formulas_fit(page, "#seg-bilinear-kernel-text")
     page.get_by_role("tab", name="FCN", exact=True).click()
-    fits("#seg-fcn-summary")
+    assert_formulas_fit(page, "#seg-fcn-summary")
     assert_no_errors(page)

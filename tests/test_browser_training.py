@@ -20,8 +20,6 @@ from playwright.sync_api import Page, expect
 from tests.conftest import assert_no_errors
 
 pytestmark = pytest.mark.browser
-# A guard for a hung run, not a measurement: reading the data and one batch on a busy 2-core machine.
-TRAINING_MS = 240_000
 
 # True when a point of the per-batch curve is drawn while the status still counts batches of the
 # first epoch ("step k/N", k < N): the curve starts before the first epoch ends.
@@ -39,6 +37,38 @@ def set_slider(page: Page, label: str, value) -> None:
     box.press("Enter")
 
 
+def train_until_the_first_point(page: Page, tab: str, train_tab: str, prefix: str, settings: dict,
+                                check: tuple[str, ...] = ()) -> None:
+    """Open ``tab`` → ``train_tab``, set each slider of ``settings`` (label → value), check each
+    choice labelled in ``check``, press Start and wait until the curve has a point while the first
+    epoch still runs."""
+    page.get_by_role("tab", name=tab).click()
+    page.get_by_role("tab", name=train_tab).click()
+    for label, value in settings.items():
+        set_slider(page, f"number input for {label}", value)
+    for label in check:
+        page.get_by_label(label).check()
+    page.locator(f"#{prefix}-train-btn").click()
+    page.wait_for_function(POINT_WITHIN_FIRST_EPOCH, arg=[f"#{prefix}-curves", f"#{prefix}-train-status"])
+
+
+def read_with_both_weights(page: Page, prefix: str, summary_id: str, mine_says: str, shipped_says: str,
+                           read) -> tuple:
+    """The view's number (``read(page)``) with "mine", where the training moved the switch, then
+    with "shipped" one click away, then back on "mine": each time the summary names the weights."""
+    switch = page.locator(f"#{prefix}-weights")
+    expect(switch.get_by_label("mine (trained in this session)")).to_be_checked()
+    summary = page.locator(f"#{summary_id}")
+    expect(summary).to_contain_text(mine_says)
+    mine = read(page)
+    switch.get_by_label("shipped (the project's checkpoint)").check()
+    expect(summary).to_contain_text(shipped_says)
+    shipped = read(page)
+    switch.get_by_label("mine (trained in this session)").check()
+    expect(summary).to_contain_text(mine_says)
+    return mine, shipped
+
+
 def detections(page: Page) -> int:
     return int(re.search(r"(\d+) detections?", page.locator("#ssd-summary").inner_text()).group(1))
 
@@ -49,13 +79,8 @@ def mean_iou(page: Page) -> float:
 
 def test_ssd_curve_starts_within_the_first_epoch_and_stop_leaves_a_switch(opened: Page):
     page = opened
-    page.get_by_role("tab", name="SSD").click()
-    page.get_by_role("tab", name="Train").click()
-    set_slider(page, "number input for Epochs (the book: 20)", 1)
-    set_slider(page, "number input for Training images (of 1,000)", 200)
-    set_slider(page, "number input for Batch size (the book: 32)", 2)  # 100 batches in the epoch
-    page.locator("#ssd-train-btn").click()
-    page.wait_for_function(POINT_WITHIN_FIRST_EPOCH, arg=["#ssd-curves", "#ssd-train-status"], timeout=TRAINING_MS)
+    train_until_the_first_point(page, "SSD", "Train", "ssd", {  # 100 batches in the epoch
+        "Epochs (the book: 20)": 1, "Training images (of 1,000)": 200, "Batch size (the book: 32)": 2})
     expect(page.locator("#ssd-train-status")).to_contain_text(re.compile(r"/batch · about .+ left"))
     expect(page.locator("#ssd-stop-btn")).to_be_enabled()
     page.locator("#ssd-stop-btn").click()
@@ -68,31 +93,17 @@ def test_ssd_curve_starts_within_the_first_epoch_and_stop_leaves_a_switch(opened
     expect(page.locator("#ssd-train-btn")).to_be_enabled()
 
     page.get_by_role("tab", name="Detect").click()
-    switch = page.locator("#ssd-weights")
-    expect(switch.get_by_label("mine (trained in this session)")).to_be_checked()
-    summary = page.locator("#ssd-summary")
-    expect(summary).to_contain_text("weights: mine — trained here")
-    mine = detections(page)
-    switch.get_by_label("shipped (the project's checkpoint)").check()
-    expect(summary).to_contain_text("weights: shipped — shipped checkpoint")
-    shipped = detections(page)
+    mine, shipped = read_with_both_weights(page, "ssd", "ssd-summary", "weights: mine — trained here",
+                                           "weights: shipped — shipped checkpoint", detections)
     assert mine == 0 and shipped >= 1  # a few batches find no banana at 0.9; the shipped network does
-    switch.get_by_label("mine (trained in this session)").check()
-    expect(summary).to_contain_text("weights: mine — trained here")
     assert_no_errors(page)
 
 
 def test_fcn_curve_starts_within_the_first_epoch_and_stop_leaves_a_switch(opened: Page):
     page = opened
-    page.get_by_role("tab", name="Segmentation").click()
-    page.get_by_role("tab", name="Train FCN").click()
-    set_slider(page, "number input for Epochs (the book: 5)", 1)
-    set_slider(page, "number input for Training images (of 600)", 64)
-    set_slider(page, "number input for Batch size (the book: 32)", 2)  # 32 batches in the epoch
-    page.get_by_label("64 × 96 (a quick look)").check()
-    page.locator("#seg-fcn-train-btn").click()
-    page.wait_for_function(POINT_WITHIN_FIRST_EPOCH, arg=["#seg-fcn-curves", "#seg-fcn-train-status"],
-                           timeout=TRAINING_MS)
+    train_until_the_first_point(page, "Segmentation", "Train FCN", "seg-fcn", {  # 32 batches in the epoch
+        "Epochs (the book: 5)": 1, "Training images (of 600)": 64, "Batch size (the book: 32)": 2},
+        check=("64 × 96 (a quick look)",))
     page.locator("#seg-fcn-stop-btn").click()
     status = page.locator("#seg-fcn-train-status")
     expect(status).to_contain_text("Stopped.")
@@ -100,14 +111,8 @@ def test_fcn_curve_starts_within_the_first_epoch_and_stop_leaves_a_switch(opened
     expect(page.locator("#seg-fcn-stop-btn")).to_be_disabled()
 
     page.get_by_role("tab", name="FCN", exact=True).click()
-    switch = page.locator("#seg-fcn-weights")
-    expect(switch.get_by_label("mine (trained in this session)")).to_be_checked()
-    summary = page.locator("#seg-fcn-summary")
-    expect(summary).to_contain_text("model: mine — your network, trained here")
-    mine = mean_iou(page)
-    switch.get_by_label("shipped (the project's checkpoint)").check()
-    expect(summary).to_contain_text("model: shipped — shipped checkpoint")
-    shipped = mean_iou(page)
+    mine, shipped = read_with_both_weights(page, "seg-fcn", "seg-fcn-summary", "model: mine — your network, trained here",
+                                           "model: shipped — shipped checkpoint", mean_iou)
     assert mine < 0.5 and shipped >= 0.9  # a few batches against the shipped network's 0.9
     assert_no_errors(page)
 

@@ -9,6 +9,8 @@ import urllib.request
 import gradio as gr
 import pytest
 
+from tests.conftest import HANG_GUARD_S
+
 CONFIG_LIMIT = 250_000  # bytes of /config as a browser receives it (the issue's target)
 PICTURE_BYTES = 16_000  # a component value this large in the config is a picture sent too early
 
@@ -16,7 +18,7 @@ PICTURE_BYTES = 16_000  # a component value this large in the config is a pictur
 def fetch(url: str, compressed: bool = True) -> tuple[bytes, bytes, str | None]:
     """(bytes as sent, bytes decoded, Content-Encoding) of a GET, as a browser asks for it."""
     headers = {"Accept-Encoding": "gzip, deflate, br"} if compressed else {}
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=900) as response:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=HANG_GUARD_S) as response:
         sent, encoding = response.read(), response.headers.get("Content-Encoding")
     return sent, gzip.decompress(sent) if encoding == "gzip" else sent, encoding
 

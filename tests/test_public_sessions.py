@@ -76,7 +76,7 @@ def test_nine_sessions_of_one_visitor_never_evict_another_visitors_network(local
     slot.remember(victim, _tiny(), "the victim's network")
     for i in range(9):
         slot.remember(request(f"x{i}", "198.51.100.1"), _tiny(), f"x's network {i}")
-    assert slot.active(victim)[1] == "the victim's network"
+    assert slot.active(victim)[1] == "mine — the victim's network"
     assert slot.dropped_note(victim) == ""
     # x keeps its own most recent sessions' networks only: its first ones went, and x is told so
     kept = [s for s in slot.sessions() if s.startswith("x")]
@@ -103,7 +103,7 @@ def test_over_the_byte_budget_the_visitor_holding_most_loses_its_least_recently_
     assert "MiB of trained networks for all visitors together" in slot.dropped_note(b)
     assert "服务器只保留所有访客合计最多" in slot.dropped_note(b)
     slot.remember(b, _tiny(), "b again")  # trained again: nothing to report any more
-    assert slot.dropped_note(b) == "" and slot.active(b)[1] == "b again"
+    assert slot.dropped_note(b) == "" and slot.active(b)[1] == "mine — b again"
 
 
 def test_a_stored_network_keeps_no_gradients():
@@ -120,11 +120,11 @@ def test_detect_says_when_its_trained_network_was_dropped(local, monkeypatch):
     y = request("y", "203.0.113.5")
     ssd.sessions.remember(y, TinySSD(1).eval(), "trained here (test)")
     picture = np.zeros((64, 64, 3), np.uint8)
-    assert "weights: trained here (test)" in ssd.detect(picture, 0.9, y)[2]
+    assert "weights: mine — trained here (test)" in ssd.detect(picture, 0.9, y)[2]
     for i in range(ssd.MAX_SESSION_NETS + 1):  # y trains in other tabs: its first network goes
         ssd.sessions.remember(request(f"y{i}", "203.0.113.5"), TinySSD(1).eval(), f"y's tab {i}")
     summary = ssd.detect(picture, 0.9, y)[2]
-    assert "weights: shipped checkpoint (test)" in summary
+    assert "weights: shipped — shipped checkpoint (test)" in summary
     assert "**Your trained network was dropped to make room** (the server keeps the networks of each visitor's 8 " \
            "most recently used sessions); train again — using the shipped checkpoint." in summary
     assert "**你训练的网络已被移除以腾出空间**" in summary
@@ -140,7 +140,7 @@ def test_segment_says_when_its_trained_network_was_dropped(local, monkeypatch):
     for i in range(models.MAX_SESSION_NETS):
         models.sessions.remember(request(f"y{i}", "203.0.113.5"), shipped, f"y's tab {i}")
     summary = segment.segment(np.zeros((32, 32, 3), np.uint8), "fcn", y)[3]
-    assert "model: shipped checkpoint (test)" in summary and "Your trained network was dropped" in summary
+    assert "model: shipped — shipped checkpoint (test)" in summary and "Your trained network was dropped" in summary
     assert "请重新训练" in summary
 
 
@@ -155,7 +155,7 @@ def test_a_shared_server_refuses_a_visitors_download_before_any_connection(share
     monkeypatch.setattr("vision_core.weights.fetch_records", _no_network)
     monkeypatch.setattr("urllib.request.urlopen", _no_network)
     with pytest.raises(gr.Error) as refused:
-        style.download_vgg19(progress=lambda *a, **k: None)
+        next(style.download_vgg19())  # refused before its first frame (a generator: the button shows progress)
     en, zh = refused.value.message.split("\n")
     assert en.startswith("VGG-19 is not downloaded here: this shared server downloads nothing a visitor asks for")
     assert "`python -m vision_core weights fetch vgg19`" in en and "VISION_LAB_ALLOW_DOWNLOADS=1" in en
@@ -187,6 +187,8 @@ def test_a_local_user_downloads_with_the_button(local, monkeypatch, tmp_path):
     monkeypatch.setattr(style, "find_vgg19_imagenet", lambda: None)
     assert "button below downloads" in english(style.network_note("efficientnet_lite0"))
     monkeypatch.setattr(style, "find_vgg19_imagenet", lambda: tmp_path / style.VGG19_FILE)
-    note, choice, button = style.download_vgg19(progress=lambda *a, **k: None)
+    frames = list(style.download_vgg19())
     assert asked == [style.VGG19_FILE]
-    assert "as in the book" in english(note)
+    assert frames[-1].visible is False  # the download is done: its button goes
+    note, choice, *_ = style.after_download()
+    assert "as in the book" in english(note) and choice.value == "vgg19"

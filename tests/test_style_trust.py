@@ -156,12 +156,12 @@ def test_the_formula_fills_in_the_current_weights_and_sizes():
 
 def test_the_stop_button_is_active_only_while_the_session_runs_a_job():
     me, other = request_with(None, "me"), request_with(None, "other")
-    assert S.disarm_stop(me).interactive is False
+    assert S.stop_disarmed(me).interactive is False
     ended = S._runs.begin(me)
     try:
-        assert S.disarm_stop(me).interactive is True and S.disarm_stop(other).interactive is False
+        assert S.stop_disarmed(me).interactive is True and S.stop_disarmed(other).interactive is False
         answered = []
-        settle = threading.Thread(target=lambda: answered.append(S.settle_stop(me)))
+        settle = threading.Thread(target=lambda: answered.append(S.stop_settled(me)))
         settle.start()
         settle.join(0.05)
         assert answered == []  # Stop's answer stays while the job's last step runs
@@ -170,4 +170,4 @@ def test_the_stop_button_is_active_only_while_the_session_runs_a_job():
     settle.join(HANG_GUARD_S)
     (note, button), = answered
     assert note == "" and button.interactive is False  # cleared once the job has ended
-    assert S.settle_stop(me)[1].interactive is False  # nothing runs: at once
+    assert S.stop_settled(me)[1].interactive is False  # nothing runs: at once

@@ -32,6 +32,7 @@ from ..streaming import (
     HEAVY, Stream, current_epoch, duration, outcome, stacked_curves, stopped, trained_amount, training_status,
 )
 from ..zerogpu import fcn_train_seconds, on_gpu
+from ..session_models import training_begins
 from .models import SegmentView, sessions
 
 MAX_EPOCHS = 50
@@ -178,19 +179,14 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
 
 def _final_words(record: Progress, stream: Stream, epochs: int, data: str, request: gr.Request | None,
                  net: FCN) -> str:
-    """The end of a run's last status: the last test numbers, and where the network went.
-
-    The one Stop rule of both training panels (as ``panels.ssd``): a run that trained a batch or
-    more, finished or stopped, becomes "mine" and the switch moves to it; a run stopped before its
-    first batch trained nothing and changes nothing."""
+    """The end of a run's last status: the last test numbers, and where the network went
+    (:meth:`SessionModels.adopt`, the one Stop rule of both training panels)."""
     last = stream.history[-1] if stream.history else {}
     words = (f" · test pixel accuracy {last['test_acc']:.3f}, test mIoU {last['test_mean_iou']:.3f}"
              if "test_acc" in last else "")
-    if record.step == 0:
-        return words + " · No batch ran, so nothing was trained: Segment keeps its weights."
-    sessions.remember(request, net, f"your network, trained here: {trained_amount(record.step, record.total, epochs)} "
-                                    f"on {data}" + (" (stopped early)" if stopped(record) else ""))
-    return words + " · Segment now uses this network (weights: “mine”); “shipped” is one click back beside Segment."
+    description = (f"your network, trained here: {trained_amount(record.step, record.total, epochs)} on {data}"
+                   + (" (stopped early)" if stopped(record) else ""))
+    return words + sessions.adopt(request, net, record.step, description, "Segment")
 
 
 def stop_training(request: gr.Request | None = None) -> str:
@@ -201,11 +197,6 @@ def stop_training(request: gr.Request | None = None) -> str:
 def learning_rate(optimizer: str) -> float:
     """The usual learning rate of ``optimizer`` (one of the radio's choices)."""
     return LEARNING_RATES[optimizer]
-
-
-def training_begins() -> tuple[dict, dict]:
-    """Start inactive and Stop active while this session trains (the page's Start click)."""
-    return gr.update(interactive=False), gr.update(interactive=True)
 
 
 def _recipe_values(recipe: dict[str, Any]) -> tuple:

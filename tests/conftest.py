@@ -40,7 +40,7 @@ CHROMIUM_FLAGS = [
 # Seconds a subprocess or a request may take before a test calls it hung. A limit, never a
 # measurement: a busy or slow machine may take many times longer than an idle one, and how long
 # things take belongs in benchmarks/.
-HANG_GUARD_S = 900
+HANG_GUARD_S = int(os.environ.get("VISION_LAB_HANG_GUARD_S", "900"))  # a shorter one shows where a hang is
 # The same guard for the browser: how long expect(), a click or wait_for_function waits for the page.
 WAIT_MS = HANG_GUARD_S * 1000
 
@@ -202,6 +202,36 @@ DESKTOP = {"width": 1366, "height": 900}  # the viewports README's screenshots a
 PHONE = {"width": 390, "height": 844}
 
 
+# Every toast the page shows, recorded as it appears and kept after it is gone: Gradio removes an
+# error toast after 10 s, and on a busy machine a test may read it later than that.
+TOAST_RECORDER = """
+window.__toasts = [];
+new MutationObserver(() => {
+  for (const body of document.querySelectorAll('.toast-body')) {
+    let seen = window.__toasts.find((t) => t.element === body);
+    if (!seen) window.__toasts.push(seen = {element: body, text: ''});
+    seen.text = body.innerText;
+  }
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def toast_text(page, *parts: str) -> str:
+    """The text of a toast the page has shown (still shown or gone) that contains every one of
+    ``parts``, waiting for it as long as the hang guard."""
+    return page.wait_for_function(
+        "parts => window.__toasts.map((t) => t.text).find((t) => parts.every((p) => t.includes(p))) || null",
+        arg=list(parts)).json_value()
+
+
+def close_toasts(page) -> None:
+    """Close every toast shown now (one script: a toast may close itself between a listing and a click)."""
+    from playwright.sync_api import expect
+
+    page.evaluate("() => document.querySelectorAll('.toast-close').forEach((b) => b.click())")
+    expect(page.locator(".toast-body")).to_have_count(0)
+
+
 def assert_no_errors(page) -> None:
     """No red Error badge and no toast on ``page``."""
     from playwright.sync_api import expect
@@ -216,6 +246,7 @@ def _open(page, url: str, header: str):
     from playwright.sync_api import expect
 
     page.set_default_timeout(WAIT_MS)  # clicks and wait_for_function too, not only expect()
+    page.add_init_script(TOAST_RECORDER)
     requests = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(url)

@@ -174,6 +174,8 @@ def test_ssd_detect_and_train(opened: Page):
     opened.locator("#ssd-train-btn").click()
     expect(opened.locator("#ssd-train-status")).to_contain_text(re.compile(r"Done\..*Epoch 2/2"))
     expect(opened.locator("#ssd-preview img")).to_be_visible()
+    expect(opened.locator("#ssd-stop-btn")).to_be_disabled()  # the run is over: Start back, Stop idle
+    expect(opened.locator("#ssd-train-btn")).to_be_enabled()
     assert_no_errors(opened)
     opened.screenshot(path=str(DOCS / "ssd-train.png"), full_page=True)
 
@@ -217,6 +219,8 @@ def test_segmentation_train_then_segment(opened: Page):
     opened.locator("#seg-fcn-train-btn").click()
     expect(opened.locator("#seg-fcn-train-status")).to_contain_text(re.compile(r"Done\..*Epoch 1/1"))
     expect(opened.locator("#seg-fcn-preview img")).to_be_visible()
+    expect(opened.locator("#seg-fcn-stop-btn")).to_be_disabled()  # the run is over: Start back, Stop idle
+    expect(opened.locator("#seg-fcn-train-btn")).to_be_enabled()
     assert_no_errors(opened)
     opened.screenshot(path=str(DOCS / "segmentation-train.png"), full_page=True)
 
@@ -245,6 +249,7 @@ def test_style_transfer_runs_streams_and_keeps_the_result(opened: Page):
     expect(opened.locator("#style-live img")).to_be_visible()
     expect(opened.locator("#style-result")).to_contain_text(".png")
     opened.wait_for_function("() => document.querySelector('#style-curves .js-plotly-plot')?.data?.length === 3")
+    expect(opened.locator("#style-stop-btn")).to_be_disabled()  # the run is over: Stop idle
     assert_no_errors(opened)
     opened.screenshot(path=str(DOCS / "style-transfer.png"), full_page=True)
     # Moving a slider after a run changes the settings only: the result stays.

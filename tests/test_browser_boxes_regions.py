@@ -31,6 +31,10 @@ def edit_cell(page: Page, row: int, col: int, text: str):
     expect(editor).to_be_focused()
     editor.fill(text)
     editor.press("Enter")
+    # The server rewrites the table after each edit: the next edit waits for that (on a busy machine
+    # a double click on a table that was being replaced lost its editor, and the test hung).
+    expect(target).to_contain_text(text)
+    expect(page.locator("[data-testid=status-tracker]:not(.hide)")).to_have_count(0)
 
 
 def box_names(page: Page) -> list[str]:

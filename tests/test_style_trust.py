@@ -154,17 +154,30 @@ def test_the_formula_fills_in_the_current_weights_and_sizes():
     assert mine.count("$$") == 2 * 8  # one display formula per line
 
 
-def test_the_stop_button_is_active_only_while_the_session_runs_a_job():
+class _WatchedEnd(threading.Event):
+    """A job's end that tells when somebody has begun to wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.awaited = threading.Event()
+
+    def wait(self, timeout=None):
+        self.awaited.set()
+        return super().wait(timeout)
+
+
+def test_the_stop_button_is_active_only_while_the_session_runs_a_job(monkeypatch):
     me, other = request_with(None, "me"), request_with(None, "other")
     assert S.stop_disarmed(me).interactive is False
-    ended = S._runs.begin(me)
+    ended = _WatchedEnd()
+    monkeypatch.setitem(S._runs._ended, "me", ended)  # what _runs.begin(me) records, watched
     try:
         assert S.stop_disarmed(me).interactive is True and S.stop_disarmed(other).interactive is False
         answered = []
         settle = threading.Thread(target=lambda: answered.append(S.stop_settled(me)))
         settle.start()
-        settle.join(0.05)
-        assert answered == []  # Stop's answer stays while the job's last step runs
+        assert ended.awaited.wait(HANG_GUARD_S), "Stop's follow-up did not wait for the job's end"
+        assert answered == []  # Stop's answer stays while the job's last step runs: the end is not set yet
     finally:
         S._runs.end(me, ended)
     settle.join(HANG_GUARD_S)

@@ -27,8 +27,8 @@ from vision_core.device import DEVICE_CHOICES, describe_device, set_device  # no
 TITLE = "Vision Lab"
 QUEUE_MAX_SIZE = 64  # waiting requests beyond this get Gradio's "queue is full" message
 DEFAULT_CONCURRENCY = 4  # light, CPU-cheap events may run side by side
-# VISION_LAB_EAGER_PAGE=1: the page as it was before issue 17 (every tab's pictures in the first
-# response, uncompressed), for benchmarks.first_load to measure beside today's.
+# VISION_LAB_EAGER_PAGE=1: every tab's pictures in the first response, uncompressed, as the page
+# sent them before issue 17, for benchmarks.first_load to measure beside today's.
 EAGER_PAGE = os.environ.get("VISION_LAB_EAGER_PAGE") == "1"
 # System fonts only: the page must load nothing from outside the server.
 THEME = gr.themes.Default(

@@ -131,17 +131,15 @@ def labelling_tables(n_gt: int, n_anchors: int) -> tuple[list[list[Any]], list[l
 
 @contextmanager
 def per_row_drawing():
-    """Swap the per-row (quadratic) drawing code into the panels for the "before" column."""
+    """Swap the per-row (quadratic) drawing code into the Anchors panel for the "before" column."""
     import panels.anchors as A
-    import panels.boxes as B
 
-    saved = B.boxes_figure, A.boxes_figure, A._iou_heatmap
-    B.boxes_figure = A.boxes_figure = quadratic_boxes_figure
-    A._iou_heatmap = quadratic_iou_heatmap
+    saved = A.boxes_figure, A._iou_heatmap
+    A.boxes_figure, A._iou_heatmap = quadratic_boxes_figure, quadratic_iou_heatmap
     try:
         yield
     finally:
-        B.boxes_figure, A.boxes_figure, A._iou_heatmap = saved
+        A.boxes_figure, A._iou_heatmap = saved
 
 
 def cpu_seconds(fn: Callable[[], object], repeat: int = 3) -> float:
@@ -154,8 +152,9 @@ def cpu_seconds(fn: Callable[[], object], repeat: int = 3) -> float:
     return best
 
 
-def _cases() -> list[tuple[str, str, Callable[[], object], bool]]:
-    """(endpoint, rows, call, whether it plays every step) at each endpoint's largest allowed table."""
+def _cases() -> list[tuple[str, str, Callable[[], object], bool | None]]:
+    """(endpoint, rows, call, whether it plays every step; None where nothing was drawn per row before)
+    at each endpoint's largest allowed table."""
     import panels.anchors as A
     import panels.boxes as B
     from panels.box_table import MAX_BOX_ROWS
@@ -176,7 +175,8 @@ def _cases() -> list[tuple[str, str, Callable[[], object], bool]]:
 
     label_rows = f"{A.MAX_GROUND_TRUTH_ROWS} ground truth × {A.MAX_ANCHOR_ROWS} anchors"
     return [
-        ("/boxes", f"{MAX_BOX_ROWS}", lambda: B.render_boxes(photo, boxes, "xyxy", "pixels"), False),
+        # Boxes burns its boxes into a picture since issue 17 (no plotly figure): no per-row "before".
+        ("/boxes", f"{MAX_BOX_ROWS}", lambda: B.render_boxes(photo, boxes, "xyxy", "pixels"), None),
         ("/boxes_convert", f"{MAX_BOX_ROWS}",
          lambda: B.switch_format(boxes, photo, "xyxy", "cxcywh", "pixels", "normalised"), False),
         ("/nms (last step)", f"{A.MAX_PREDICTION_ROWS}", lambda: A.render_nms(photo, preds, 0.5, 10**6), False),
@@ -185,7 +185,7 @@ def _cases() -> list[tuple[str, str, Callable[[], object], bool]]:
          lambda: A.render_labelling(photo, gt, anchors, 0.5, 10**6), False),
         ("/anchor_labelling_play (every frame)", label_rows,
          lambda: play(A.play_labelling, photo, gt, anchors, 0.5), True),
-        ("/boxes, refused", "100,000", lambda: _refused(B.render_boxes, photo, big, "xyxy", "pixels"), False),
+        ("/boxes, refused", "100,000", lambda: _refused(B.render_boxes, photo, big, "xyxy", "pixels"), None),
     ]
 
 
@@ -206,6 +206,9 @@ def rows(repeat: int = 3) -> list[list[str]]:
     for endpoint, n, call, plays in _cases():
         times = 1 if plays else repeat  # a whole Play is tens of frames: once is enough
         now = cpu_seconds(call, times)
+        if plays is None:  # nothing drawn per row before
+            out.append([endpoint, n, "—", fmt_time(now), "—"])
+            continue
         with per_row_drawing():
             before = cpu_seconds(call, times)
         out.append([endpoint, n, fmt_time(before), fmt_time(now), f"{before / max(now, 1e-9):.1f}x"])

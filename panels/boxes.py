@@ -1,7 +1,9 @@
 """Boxes panel (d2l 14.3): type boxes in any format and units, see them converted and drawn.
 
 Thin by design: parsing lives in ``box_table``, drawing in ``figures``, and every number
-comes from ``vision_core.boxes``. The table shows rounded numbers; a gr.State beside it keeps
+comes from ``vision_core.boxes``. The boxes are burnt into a picture (no plotly: the tab the page
+opens on is usable without loading plotly's 3.5 MB, issue 17 item 10); a click on it reads the
+pixel's coordinates and the boxes around it, as plotly's hover did. The table shows rounded numbers; a gr.State beside it keeps
 each row's exact box (``box_table.ExactRows``), so switching formats and units never moves a box.
 """
 
@@ -13,7 +15,6 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
 
 from vision_core.boxes import BOX_FORMATS, box_convert, normalize_boxes
@@ -47,7 +48,7 @@ from .common import (
     shows_errors,
     try_this,
 )
-from .figures import boxes_figure, color_for
+from .figures import color_for, draw_boxes, drawing_scale
 from .i18n import bilingual, tr
 
 TITLE = "Boxes"
@@ -55,6 +56,10 @@ TITLE_ZH = "边界框"
 TAB_ID = "boxes"
 DEFAULT_EXAMPLE = "astronaut"
 BLANK_SIZE = (480, 640)  # (height, width) of the canvas used when no photo is loaded
+# A small upload is enlarged (a whole factor) until its shorter side reaches this, so outlines and
+# labels stay legible; the click readout maps back to the photo's own pixels.
+PICTURE_MIN_SIDE = 512
+OUTLINE_PX = 3
 
 INTRO = """\
 **Bounding boxes** (d2l 14.3). Type boxes in one format and see them in the others:
@@ -90,6 +95,8 @@ TRY_THIS = (
 
 
 FORMAT_NAMES = {"xyxy": "corner", "cxcywh": "center", "xywh": "corner + size"}  # in the summary
+POINT_HINT = tr("Click the picture: the pixel's coordinates, in pixels and normalised, and the boxes that hold it.",
+              "点击图片：显示该像素的坐标（像素与归一化）以及包含它的边界框。")
 
 
 def headers(fmt: str) -> list[str]:
@@ -215,22 +222,22 @@ def conversion_formula(parsed: BoxTable, image_size: Sequence[int]) -> str:
     return where + "\n\n" + r"$$\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}$$"
 
 
+def _photo_or_canvas(image: np.ndarray | None) -> np.ndarray:
+    """The photo as ``[H, W, 3]`` uint8 RGB, or a white BLANK_SIZE canvas when there is none."""
+    return np.full((*BLANK_SIZE, 3), 255, np.uint8) if image is None else as_rgb_image(image, "photo")
+
+
 def _render(image: np.ndarray | None, table: Any, fmt: str, units: str,
             exact: ExactRows | None) -> tuple[tuple, BoxTable, tuple[int, int]]:
     check_table_size(table, BOX_TABLE)  # first: a table over the limit costs nothing more
     blank = image is None
-    rgb = np.full((*BLANK_SIZE, 3), 255, np.uint8) if blank else as_rgb_image(image, "photo")
+    rgb = _photo_or_canvas(image)
     size = rgb.shape[:2]
     parsed = parse_box_table(table, fmt, units, size, exact=exact)
     drawn = parsed.corners_px.clamp(min=0)
     drawn = torch.minimum(drawn, torch.tensor([size[1], size[0], size[1], size[0]], dtype=drawn.dtype))
-    fig = boxes_figure(
-        rgb,
-        drawn.numpy(),
-        parsed.labels,
-        [color_for(r - 1) for r in parsed.rows],
-        dashed=parsed.clipped.tolist(),
-    )
+    picture = draw_boxes(rgb, drawn.numpy(), [color_for(r - 1) for r in parsed.rows], width=OUTLINE_PX,
+                         labels=parsed.labels, min_side=PICTURE_MIN_SIDE, dashed=parsed.clipped.tolist())
     problems = pd.DataFrame(
         [[p.row, p.label, p.message] for p in parsed.problems], columns=["row", "label", "problem"]
     )
@@ -246,26 +253,60 @@ def _render(image: np.ndarray | None, table: Any, fmt: str, units: str,
     round_trip = _round_trip_line(parsed, table, size, exact)
     if round_trip:
         summary.append(round_trip)
-    return (fig, *_converted_tables(parsed, size), problems, "\n\n".join(summary)), parsed, size
+    return (picture, *_converted_tables(parsed, size), problems, "\n\n".join(summary)), parsed, size
 
 
 @shows_errors
 def render_boxes(image: np.ndarray | None, table: Any, fmt: str, units: str, exact: ExactRows | None = None,
-                 ) -> tuple[go.Figure, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+                 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
     """Draw the table's good rows over the photo and list the converted boxes and bad rows.
 
     ``exact`` holds the exact boxes behind the table's rounded numbers (the page's gr.State).
-    Returns the figure, the boxes in xyxy / cxcywh / xywh, the flagged rows and a summary.
+    Returns the picture (``[H', W', 3]`` uint8: the photo, enlarged when small, with the boxes
+    burnt in; a clipped box dashed), the boxes in xyxy / cxcywh / xywh, the flagged rows and a summary.
     """
     return _render(image, table, fmt, units, exact)[0]
 
 
 @shows_errors
 def render_view(image: np.ndarray | None, table: Any, fmt: str, units: str, exact: ExactRows | None = None,
-                ) -> tuple[go.Figure, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, str]:
+                ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, str]:
     """What the page shows: :func:`render_boxes`' outputs and the conversion formula with the first box."""
     outputs, parsed, size = _render(image, table, fmt, units, exact)
-    return (*outputs, conversion_formula(parsed, size))
+    return (*outputs, conversion_formula(parsed, size), POINT_HINT)
+
+
+def boxes_at(corners: torch.Tensor, x: float, y: float) -> torch.Tensor:
+    """Indices of the boxes that hold the point ``(x, y)``, edges included.
+
+    Args:
+        corners: ``Tensor[K, 4]`` boxes in corner format ``(x1, y1, x2, y2)``, pixels.
+
+    Returns:
+        ``Tensor[J]`` indices into ``corners``, in order.
+    """
+    inside = (corners[:, 0] <= x) & (x <= corners[:, 2]) & (corners[:, 1] <= y) & (y <= corners[:, 3])  # [K]
+    return inside.nonzero().flatten()
+
+
+@shows_errors
+def point_at(image: np.ndarray | None, table: Any, fmt: str, units: str, exact: ExactRows | None,
+             evt: gr.SelectData) -> str:
+    """The readout of a click on the picture: the photo's pixel under it (the picture of a small photo
+    is enlarged; this maps back), in pixels and normalised, and the drawn rows whose box holds it.
+
+    Pixel centres sit on whole coordinates, as in the book's figures: pixel ``(x, y)`` is the point
+    ``(x, y)``, and a box holds it when ``x1 <= x <= x2`` and ``y1 <= y <= y2``.
+    """
+    rgb = _photo_or_canvas(image)
+    h, w = rgb.shape[:2]
+    parsed = parse_box_table(table, fmt, units, (h, w), exact=exact)
+    scale = drawing_scale(h, w, PICTURE_MIN_SIDE)
+    x, y = min(int(evt.index[0] / scale), w - 1), min(int(evt.index[1] / scale), h - 1)
+    rows = [f"row {parsed.rows[i]}" + (f" ({parsed.labels[i]})" if parsed.labels[i] else "")
+            for i in boxes_at(parsed.corners_px, x, y).tolist()]
+    where = "inside " + ", ".join(rows) if rows else "inside no box drawn"
+    return f"**Pixel (x {x}, y {y})** of {w} × {h} · normalised ({x / w:.3f}, {y / h:.3f}) · {where}"
 
 
 def build() -> None:
@@ -273,7 +314,7 @@ def build() -> None:
     fmt0, units0 = "xyxy", "pixels"
     photo0, (table0, exact0) = load_example(DEFAULT_EXAMPLE), example_rows(DEFAULT_EXAMPLE, fmt0, units0)
     # Rendered once here so the tab opens drawn, with no round trip to the server.
-    fig0, *converted0, problems0, summary0, formula0 = render_view(photo0, table0, fmt0, units0, exact0)
+    picture0, *converted0, problems0, summary0, formula0, _ = render_view(photo0, table0, fmt0, units0, exact0)
     format_labels = {f: tr(FORMAT_LABELS[f], FORMAT_LABELS_ZH[f]) for f in BOX_FORMATS}
     gr.Markdown(tr(INTRO, INTRO_ZH))
     try_this(*TRY_THIS, elem_id="boxes-try")
@@ -313,7 +354,11 @@ def build() -> None:
                 elem_id="boxes-photo",
             )
         with gr.Column(scale=6, min_width=360):
-            figure = gr.Plot(fig0, label=tr("Boxes drawn over the photo", "画在照片上的边界框"), elem_id="boxes-figure")
+            # No label badge over the picture: it covered the first box's label; the line below says what to do.
+            figure = gr.Image(picture0, interactive=False, buttons=["fullscreen"], elem_id="boxes-figure",
+                              label=tr("Boxes drawn over the photo (click it)", "画在照片上的边界框（可点击）"),
+                              show_label=False)
+            point = gr.Markdown(POINT_HINT, elem_id="boxes-point")
             summary = gr.Markdown(summary0, elem_id="boxes-summary")
             problems = Dataframe(
                 problems0, headers=["row", "label", "problem"], interactive=False, label=tr("Flagged rows", "有问题的行"),
@@ -336,7 +381,7 @@ def build() -> None:
 
     render_inputs = [photo, table, fmt, units, exact]
     render_outputs = [figure, *converted, problems, summary]
-    render = dict(fn=render_view, inputs=render_inputs, outputs=[*render_outputs, formula_md])
+    render = dict(fn=render_view, inputs=render_inputs, outputs=[*render_outputs, formula_md, point])
 
     example.input(
         choose_example, [example, fmt, units], [photo, table, caption, exact], api_name="boxes_example"
@@ -351,5 +396,6 @@ def build() -> None:
     photo.upload(**render, api_visibility="private")
     photo.clear(**render, api_visibility="private")
     add.click(add_row, [table, fmt_state], table, api_visibility="private")
+    figure.select(point_at, render_inputs, point, api_visibility="private")
     # The API's /boxes: the page's drawing without the formula (its outputs as before).
     gr.Button(tr("Draw", "绘制"), visible=False).click(render_boxes, render_inputs, render_outputs, api_name="boxes")

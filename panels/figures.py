@@ -1,4 +1,4 @@
-"""Plotly figure helpers shared by the panels: a photo with labelled boxes drawn over it."""
+"""Pictures shared by the panels: a photo with labelled boxes, as a plotly figure or burnt into the picture."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def boxes_figure(
     return fig
 
 
-def _drawing_scale(height: int, width: int, min_side: int) -> float:
+def drawing_scale(height: int, width: int, min_side: int) -> float:
     """What :func:`draw_boxes` resizes a ``height x width`` picture by: a whole enlargement until the
     shorter side reaches ``min_side``, kept within MAX_ENLARGED_PIXELS and MAX_IMAGE_SIDE; a shrink
     to MAX_IMAGE_SIDE when the picture itself is longer (a caller that skipped ``as_rgb_image``)."""
@@ -139,7 +139,8 @@ def _drawing_scale(height: int, width: int, min_side: int) -> float:
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], width: int = 2,
-               labels: Sequence[str] | None = None, min_side: int = 0) -> np.ndarray:
+               labels: Sequence[str] | None = None, min_side: int = 0,
+               dashed: Sequence[bool] | None = None) -> np.ndarray:
     """Boxes burnt into a copy of the photo (for clickable ``gr.Image`` views), via torchvision.
 
     Args:
@@ -147,6 +148,7 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], widt
         boxes: ``[K, 4]`` corner-format boxes in pixels (clipped to the image here).
         labels: ``K`` labels (empty ones are not drawn), each on a filled tab of its box's colour
             in black or white text, whichever contrasts more (:func:`text_color`).
+        dashed: ``K`` flags; a flagged box gets a dashed outline (a box drawn clipped to the image).
         min_side: small images are first enlarged (nearest neighbour, whole factor) until
             their shorter side reaches this, so labels stay legible on a 256 px image; never
             beyond MAX_ENLARGED_PIXELS pixels or MAX_IMAGE_SIDE a side.
@@ -158,7 +160,7 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], widt
     from torchvision.utils import draw_bounding_boxes
 
     height, width_px = image.shape[:2]
-    scale = _drawing_scale(height, width_px, min_side)
+    scale = drawing_scale(height, width_px, min_side)
     if scale > 1:
         image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
     elif scale < 1:
@@ -171,14 +173,44 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], widt
     t = torch.as_tensor(np.asarray(boxes, dtype=np.float32)) * torch.tensor([w / width_px, h / height] * 2)
     t[:, 0::2] = t[:, 0::2].clamp(0, w - 1)
     t[:, 1::2] = t[:, 1::2].clamp(0, h - 1)
+    dash = torch.as_tensor(list(dashed) if dashed is not None else [False] * len(t), dtype=torch.bool)
+    solid = ~dash
     out = draw_bounding_boxes(
-        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), t, colors=list(colors), width=width,
-    ).permute(1, 2, 0).numpy()
-    if labels and any(labels):
+        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), t[solid],
+        colors=[c for c, s in zip(colors, solid.tolist()) if s], width=width,
+    ).permute(1, 2, 0).numpy() if solid.any() else image.copy()
+    if dash.any() or (labels and any(labels)):
         picture = Image.fromarray(np.ascontiguousarray(out))
-        _draw_labels(picture, t[:, :2].tolist(), labels, colors)
+        _draw_dashed(picture, t[dash].tolist(), [c for c, d in zip(colors, dash.tolist()) if d], width)
+        if labels and any(labels):
+            _draw_labels(picture, t[:, :2].tolist(), labels, colors)
         out = np.asarray(picture)
     return out
+
+
+def _draw_dashed(picture: Image.Image, boxes: Sequence[Sequence[float]], colors: Sequence[str], width: int) -> None:
+    """Dashed outlines, ``width`` px thick, along the inside of each ``(x1, y1, x2, y2)`` box (as
+    torchvision draws solid ones): dashes of 4 line widths (at least 8 px) with gaps half as long,
+    so a clipped box reads as "cut here" at any picture size.
+
+    Args:
+        picture: edited in place.
+        boxes: ``K`` boxes in the picture's pixels, already clipped to it.
+        colors: ``K`` CSS colours.
+    """
+    draw = ImageDraw.Draw(picture)
+    dash = max(8, 4 * width)
+    period = dash + dash // 2
+    for (x1, y1, x2, y2), color in zip(boxes, colors):
+        x1, y1, x2, y2 = int(x1), int(y1), int(x2), int(y2)
+        for start in range(x1, x2 + 1, period):  # top and bottom edges
+            end = min(start + dash - 1, x2)
+            draw.rectangle((start, y1, end, min(y1 + width - 1, y2)), fill=color)
+            draw.rectangle((start, max(y2 - width + 1, y1), end, y2), fill=color)
+        for start in range(y1, y2 + 1, period):  # left and right edges
+            end = min(start + dash - 1, y2)
+            draw.rectangle((x1, start, min(x1 + width - 1, x2), end), fill=color)
+            draw.rectangle((max(x2 - width + 1, x1), start, x2, end), fill=color)
 
 
 def text_color(color: str) -> str:

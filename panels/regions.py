@@ -45,7 +45,7 @@ from .common import (
     shows_errors,
     try_this,
 )
-from .figures import _drawing_scale, draw_boxes
+from .figures import drawing_scale, draw_boxes
 from .i18n import bilingual, tr
 
 TITLE = "Regions"
@@ -113,7 +113,7 @@ def feature_map(rgb: np.ndarray, stride: int) -> torch.Tensor:
 
 def picture_scale(rgb: np.ndarray) -> float:
     """How many picture pixels :func:`proposals_picture` draws per photo pixel."""
-    return _drawing_scale(rgb.shape[0], rgb.shape[1], PICTURE_MIN_SIDE)
+    return drawing_scale(rgb.shape[0], rgb.shape[1], PICTURE_MIN_SIDE)
 
 
 def proposals_picture(rgb: np.ndarray, shown: torch.Tensor, index: int) -> np.ndarray:

@@ -216,6 +216,32 @@ new MutationObserver(() => {
 """
 
 
+# Every text a watched element (watch_text) has shown, in order: a streamed step (Play) is shown for
+# 0.6 s, and Playwright's expect() polls once a second after its first tries, so it can miss one.
+TEXT_RECORDER = """
+window.__watched = {};
+new MutationObserver(() => {
+  for (const [id, seen] of Object.entries(window.__watched)) {
+    const text = document.getElementById(id)?.textContent;
+    if (text != null && seen[seen.length - 1] !== text) seen.push(text);
+  }
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def watch_text(page, elem_id: str) -> None:
+    """From now on, record every text the element ``#elem_id`` shows (read by :func:`shown_text`)."""
+    page.evaluate("id => { window.__watched[id] = [document.getElementById(id)?.textContent ?? ''] }", elem_id)
+
+
+def shown_text(page, elem_id: str, pattern: str) -> str:
+    """A text that the watched element ``#elem_id`` has shown (still shown or since replaced) and that
+    matches the JavaScript regex ``pattern``, waiting for it as long as the hang guard."""
+    return page.wait_for_function(
+        "([id, pattern]) => window.__watched[id].find((t) => new RegExp(pattern, 's').test(t)) || null",
+        arg=[elem_id, pattern]).json_value()
+
+
 def toast_text(page, *parts: str) -> str:
     """The text of a toast the page has shown (still shown or gone) that contains every one of
     ``parts``, waiting for it as long as the hang guard."""
@@ -247,6 +273,7 @@ def _open(page, url: str, header: str):
 
     page.set_default_timeout(WAIT_MS)  # clicks and wait_for_function too, not only expect()
     page.add_init_script(TOAST_RECORDER)
+    page.add_init_script(TEXT_RECORDER)
     requests = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(url)
@@ -276,6 +303,39 @@ def open_page(browser, app_url):
     yield opener
     for context in contexts:
         context.close()
+
+
+def shown_picture(page, elem_id: str):
+    """The ``<img>`` of the gr.Image ``#elem_id``, once it has loaded (complete, with pixels)."""
+    from playwright.sync_api import expect
+
+    img = page.locator(f"#{elem_id} img").first
+    expect(img).to_have_js_property("complete", True)
+    expect(img).not_to_have_js_property("naturalWidth", 0)
+    return img
+
+
+def click_picture(page, elem_id: str, x: float, y: float) -> None:
+    """Click the picture of the gr.Image ``#elem_id`` at its pixel ``(x, y)`` (the picture's own
+    pixels, whatever size it is shown at; the picture is fitted into its frame, centred)."""
+    img = shown_picture(page, elem_id)
+    img.scroll_into_view_if_needed()
+    width, height = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    frame = img.bounding_box()
+    scale = min(frame["width"] / width, frame["height"] / height)
+    img.click(position={"x": (frame["width"] - width * scale) / 2 + x * scale,
+                        "y": (frame["height"] - height * scale) / 2 + y * scale})
+
+
+def picture_rgb(page, elem_id: str, x: int, y: int) -> list[int]:
+    """The ``[r, g, b]`` the browser decoded at pixel ``(x, y)`` of the gr.Image ``#elem_id``'s picture."""
+    shown_picture(page, elem_id)
+    return page.evaluate("""([id, x, y]) => { const img = document.querySelector('#' + id + ' img');
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(img, 0, 0);
+        return Array.from(context.getImageData(x, y, 1, 1).data.slice(0, 3)); }""", [elem_id, x, y])
 
 
 def assert_formulas_fit(page, selector: str, width: int = PHONE["width"]) -> None:

@@ -156,11 +156,11 @@ def test_the_box_table_has_a_fixed_column_count():
 # --- item 9: formulas with the current numbers --------------------------------------------------------
 
 def test_the_boxes_formula_has_the_first_box_numbers():
-    *_, tex = B.render_view(ASTRONAUT, astronaut_rows(), "xyxy", "pixels", {})
+    *_, tex, _ = B.render_view(ASTRONAUT, astronaut_rows(), "xyxy", "pixels", {})
     assert tex.startswith("Row 1, the first box drawn, in pixels:\n\n$$") and tex.endswith("$$")
     assert r"\frac{20 + 366}{2}" in tex and "(193,\\ 263)" in tex and "(346,\\ 498)" in tex and "(366,\\ 512)" in tex
     rows, fmt, units, exact = switch((astronaut_rows(), "xyxy", "pixels", {}), "cxcywh", "normalised")
-    *_, tex = B.render_view(ASTRONAUT, rows, fmt, units, exact)
+    *_, tex, _ = B.render_view(ASTRONAUT, rows, fmt, units, exact)
     assert "0.377" in tex and "(0.7148,\\ 1)" in tex  # in the table's units, from the exact box
 
 
@@ -212,3 +212,71 @@ def test_a_click_on_the_picture_picks_a_proposal():
     assert R.proposals_picture(load_example("chelsea"), shown, k).shape[:2] == (300 * scale, 451 * scale)
     evt = gr.SelectData(None, {"index": [cx * scale, cy * scale], "value": None})  # in the picture's pixels
     assert R.pick_proposal(None, "fast", 30, evt)["value"] == k
+
+
+# --- item 10: a picture instead of a plotly figure, and what a click on it says ---------------------
+
+class _Click:
+    """What Gradio hands a ``.select`` handler: the clicked pixel of the picture as shown."""
+
+    def __init__(self, x: int, y: int):
+        self.index = [x, y]
+
+
+def _near(pixel, color: str, tolerance: int = 0) -> bool:
+    from PIL import ImageColor
+
+    return bool(np.all(np.abs(pixel.astype(int) - ImageColor.getrgb(color)) <= tolerance))
+
+
+def test_the_picture_has_each_box_outlined_in_its_row_colour():
+    from panels.figures import color_for
+
+    picture, *_ = B.render_boxes(ASTRONAUT, astronaut_rows(), "xyxy", "pixels")
+    assert picture.shape == ASTRONAUT.shape and picture.dtype == np.uint8
+    assert astronaut_rows() == [["astronaut", 20, 14, 366, 512], ["shuttle", 352, 0, 472, 290]]
+    assert _near(picture[300, 20], color_for(0)) and _near(picture[300, 366], color_for(0))  # its left, right edges
+    assert _near(picture[100, 472], color_for(1)) and _near(picture[290, 400], color_for(1))  # right, bottom
+    assert np.array_equal(picture[250:260, 100:110], ASTRONAUT[250:260, 100:110])  # inside: the photo untouched
+
+
+def test_a_box_drawn_clipped_is_dashed_and_the_others_solid():
+    from panels.figures import draw_boxes
+
+    white = np.full((100, 200, 3), 255, np.uint8)
+    picture = draw_boxes(white, np.array([[10, 10, 90, 90], [100, 10, 190, 90]]), ["#c62828", "#1f5fbf"],
+                         width=3, dashed=[False, True])
+    solid, dashed = picture[10, 10:91], picture[10, 100:191]  # the top edge of each, [81, 3] and [91, 3]
+    assert all(_near(p, "#c62828") for p in solid)
+    coloured = np.array([_near(p, "#1f5fbf") for p in dashed])
+    assert coloured[:12].all() and not coloured[12:18].any() and coloured[18:30].all()  # 12 px dashes, 6 px gaps
+    assert (white == 255).all()  # drawn on a copy
+
+
+def test_a_click_reads_the_pixel_and_the_boxes_that_hold_it():
+    rows = astronaut_rows()
+    said = B.point_at(ASTRONAUT, rows, "xyxy", "pixels", {}, _Click(400, 150))
+    assert said == "**Pixel (x 400, y 150)** of 512 × 512 · normalised (0.781, 0.293) · inside row 2 (shuttle)"
+    said = B.point_at(ASTRONAUT, rows, "xyxy", "pixels", {}, _Click(5, 5))
+    assert said.endswith("inside no box drawn")
+    # the same boxes written in another format hold the same pixels
+    rows, fmt, units, exact = switch((rows, "xyxy", "pixels", {}), "cxcywh", "normalised")
+    assert B.point_at(ASTRONAUT, rows, fmt, units, exact, _Click(400, 150)).endswith("inside row 2 (shuttle)")
+
+
+def test_a_small_photo_is_drawn_enlarged_and_a_click_maps_back_to_its_pixels():
+    small = np.zeros((100, 160, 3), np.uint8)
+    rows = [["box", 20, 10, 60, 50]]
+    picture, *_ = B.render_boxes(small, rows, "xyxy", "pixels")
+    assert picture.shape == (500, 800, 3)  # enlarged 5 times: the shorter side reaches 512 px at most
+    assert B.point_at(small, rows, "xyxy", "pixels", {}, _Click(5 * 40 + 2, 5 * 30 + 2)).startswith(
+        "**Pixel (x 40, y 30)** of 160 × 100")
+    assert B.point_at(small, rows, "xyxy", "pixels", {}, _Click(5 * 40, 5 * 30)).endswith("inside row 1 (box)")
+    assert B.point_at(small, rows, "xyxy", "pixels", {}, _Click(5 * 61, 5 * 30)).endswith("inside no box drawn")
+
+
+def test_a_click_on_an_edge_counts_as_inside():
+    corners = torch.tensor([[10.0, 10.0, 20.0, 20.0], [15.0, 0.0, 30.0, 5.0], [0.0, 0.0, 100.0, 100.0]])
+    assert B.boxes_at(corners, 10, 20).tolist() == [0, 2]
+    assert B.boxes_at(corners, 20.5, 10).tolist() == [2]
+    assert B.boxes_at(corners[:0], 1, 1).tolist() == []

@@ -9,20 +9,19 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from panels import PANELS
-from tests.conftest import ROOT, assert_no_errors
+from panels.figures import color_for
+from tests.conftest import ROOT, assert_no_errors, click_picture, picture_rgb, shown_picture, shown_text, watch_text
+from vision_core.examples import EXAMPLES
 
 pytestmark = pytest.mark.browser
 DOCS = ROOT / "docs"
 
 
-def box_traces(page: Page):
-    """The plotly traces of the Boxes figure, as the browser holds them."""
-    # One read that waits: plotly may be redrawing the figure (the element briefly gone) at any moment.
-    return page.wait_for_function(
-        """() => { const data = document.querySelector('#boxes-figure .js-plotly-plot')?.data;
-                   return data && Array.from(data).filter(t => t.type === 'scatter')
-                                     .map(t => ({name: t.name, x: t.x, dash: t.line.dash})); }"""
-    ).json_value()
+def near(rgb: list[int], color: str, tolerance: int = 60) -> bool:
+    """``rgb`` as the browser decoded it is ``color``, give or take WebP's loss on a 3 px outline."""
+    from PIL import ImageColor
+
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, ImageColor.getrgb(color)))
 
 
 def edit_cell(page: Page, table: str, row: int, col: int, text: str):
@@ -48,23 +47,26 @@ def test_every_tab_opens_without_errors(opened: Page, app_url):
 
 
 def test_boxes_edit_a_cell_and_the_figure_follows(opened: Page):
-    expect(opened.locator("#boxes-figure .js-plotly-plot")).to_be_visible()
-    before = box_traces(opened)
-    assert [t["name"] for t in before] == ["astronaut", "shuttle"]
-    assert before[1]["x"] == [352, 472, 472, 352, 352]
+    # The astronaut photo is 512 x 512 and drawn as it is: the picture's pixels are the photo's.
+    before = shown_picture(opened, "boxes-figure").get_attribute("src")
+    assert near(picture_rgb(opened, "boxes-figure", 471, 150), color_for(1))  # the shuttle's right edge, x2 = 472
+    click_picture(opened, "boxes-figure", 490, 150)
+    expect(opened.locator("#boxes-point")).to_contain_text("inside no box drawn")
 
     edit_cell(opened, "#boxes-table", 1, 3, "500")  # shuttle's x2
     expect(opened.locator("#boxes-xyxy")).to_contain_text("500")
-    opened.wait_for_function(
-        "() => document.querySelector('#boxes-figure .js-plotly-plot')?.data?.some(t => t.name === 'shuttle' && t.x[1] === 500)"
-    )
+    expect(opened.locator("#boxes-figure img")).not_to_have_attribute("src", before)
+    assert near(picture_rgb(opened, "boxes-figure", 499, 150), color_for(1))  # drawn at its new x2
+    click_picture(opened, "boxes-figure", 490, 150)
+    expect(opened.locator("#boxes-point")).to_contain_text(re.compile(r"normalised \(0\.95\d, 0\.29\d\) · inside row 2 \(shuttle\)"))
     assert_no_errors(opened)
 
     # A word in a number cell: that row is flagged with the reason, the other is still drawn.
     edit_cell(opened, "#boxes-table", 1, 1, "abc")
     expect(opened.locator("#boxes-problems")).to_contain_text(re.compile(r"x1 is not a number \('abc'\)"))
     expect(opened.locator("#boxes-summary")).to_contain_text(re.compile(r"1 box drawn.*1 row not drawn"))
-    assert [t["name"] for t in box_traces(opened)] == ["astronaut"]
+    click_picture(opened, "boxes-figure", 360, 150)  # inside the astronaut's box and where the shuttle's was
+    expect(opened.locator("#boxes-point")).to_contain_text(re.compile(r"· inside row 1 \(astronaut\)\s*$"))
     assert_no_errors(opened)
     opened.screenshot(path=str(DOCS / "boxes-flagged.png"), full_page=True)
 
@@ -82,14 +84,16 @@ def test_boxes_switching_format_rewrites_the_table(opened: Page):
 
 def test_boxes_choose_another_example(opened: Page):
     opened.locator("#boxes-figure").scroll_into_view_if_needed()
+    before = shown_picture(opened, "boxes-figure").get_attribute("src")
     dropdown = opened.get_by_label("Example photo (offline)")
     dropdown.click()
     opened.get_by_role("option", name="coffee").click()
     expect(opened.locator("#boxes-caption")).to_contain_text("espresso")
-    opened.wait_for_function(
-        "() => document.querySelector('#boxes-figure .js-plotly-plot')?.data?.filter(t => t.type === 'scatter').length === 3"
-    )
-    assert [t["name"] for t in box_traces(opened)] == ["cup", "saucer", "spoon"]
+    expect(opened.locator("#boxes-summary")).to_contain_text("3 boxes drawn")
+    expect(opened.locator("#boxes-figure img")).not_to_have_attribute("src", before)
+    (_, x1, y1, x2, y2), *_ = EXAMPLES["coffee"].boxes
+    click_picture(opened, "boxes-figure", (x1 + x2) / 2, (y1 + y2) / 2)
+    expect(opened.locator("#boxes-point")).to_contain_text(re.compile(r"inside row 1 \(cup\)"))
     assert_no_errors(opened)
 
 
@@ -102,10 +106,13 @@ def test_boxes_upload_a_photo(opened: Page, tmp_path):
     expect(opened.locator("#boxes-summary")).to_contain_text(re.compile(r"image 640 × 200 px"))
     # the astronaut box (y2 = 512) now crosses the short photo's lower edge: flagged, drawn clipped
     expect(opened.locator("#boxes-problems")).to_contain_text("extends outside the image (640 x 200 px): drawn clipped")
-    opened.wait_for_function(
-        "() => document.querySelector('#boxes-figure .js-plotly-plot')?.data?.filter(t => t.line?.dash === 'dash').length === 2"
-    )
-    assert [t["dash"] for t in box_traces(opened)] == ["dash", "dash"]
+    # drawn twice as large (legible outlines and labels); a click still reads the photo's own pixels
+    expect(opened.locator("#boxes-figure img")).to_have_js_property("naturalWidth", 1280)
+    click_picture(opened, "boxes-figure", 2 * 100, 2 * 150)
+    point = opened.locator("#boxes-point")
+    expect(point).to_contain_text(re.compile(r"of 640 × 200 · normalised .* · inside row 1 \(astronaut\)"))
+    x, y = map(int, re.search(r"Pixel \(x (\d+), y (\d+)\)", point.inner_text()).groups())
+    assert abs(x - 100) <= 2 and abs(y - 150) <= 2, (x, y)  # a click lands within a screen pixel, 2 photo pixels here
     assert_no_errors(opened)
 
 
@@ -125,18 +132,20 @@ def test_anchors_sections_click_and_play(opened: Page):
 
     opened.get_by_role("tab", name="Labelling").click()
     expect(opened.locator("#label-summary")).to_contain_text("Step 0 of 3")
+    watch_text(opened, "label-summary")
     opened.locator("#label-play").click()
-    expect(opened.locator("#label-summary")).to_contain_text(re.compile(r"Greedy step 1: .*0\.88"))
     expect(opened.locator("#label-summary")).to_contain_text(re.compile(r"Step 3 of 3.*a4 → shuttle"))
+    shown_text(opened, "label-summary", r"Greedy step 1: .*0\.88")  # on the way there
     expect(opened.locator("#label-offsets")).to_contain_text("background")
     assert_no_errors(opened)
     opened.screenshot(path=str(DOCS / "anchors-labelling.png"), full_page=True)
 
     opened.get_by_role("tab", name="NMS").click()
     expect(opened.locator("#nms-summary")).to_contain_text("Step 0 of 2")
+    watch_text(opened, "nms-summary")
     opened.locator("#nms-play").click()
-    expect(opened.locator("#nms-summary")).to_contain_text(re.compile(r"Step 1: keep #0 .*suppresses #1"))
     expect(opened.locator("#nms-summary")).to_contain_text(re.compile(r"Step 2 of 2"))
+    shown_text(opened, "nms-summary", r"Step 1: keep #0 .*suppresses #1")
     expect(opened.locator("#nms-detections")).to_contain_text("-1")
     assert_no_errors(opened)
     opened.screenshot(path=str(DOCS / "anchors-nms.png"), full_page=True)

@@ -73,7 +73,7 @@ def test_a_100000_row_table_is_refused_before_any_cell_is_read(name, monkeypatch
         raise AssertionError("a cell was read or the photo drawn before the row limit was checked")
 
     for owner, fn in [(BT, "_parse_cell"), (BT, "table_rows"), (B, "as_rgb_image"), (A, "as_rgb_image"),
-                      (B, "boxes_figure"), (A, "boxes_figure")]:
+                      (B, "draw_boxes"), (A, "boxes_figure")]:
         monkeypatch.setattr(owner, fn, too_soon)
     with pytest.raises(gr.Error, match=f"100000 rows; at most {limit} are allowed"):
         handler(make(1) * 100_000)

@@ -11,8 +11,9 @@ import urllib.request
 import numpy as np
 import pytest
 from gradio_client import handle_file
-from PIL import Image
+from PIL import Image, ImageColor
 
+from panels.figures import color_for
 from tests.conftest import HANG_GUARD_S, ROOT, free_port
 
 pytestmark = pytest.mark.app
@@ -37,7 +38,7 @@ def test_endpoints_are_listed(client):
 
 
 def test_boxes_converts_draws_and_flags(client, photo):
-    fig, xyxy, cxcywh, xywh, problems, summary = client.predict(
+    picture, xyxy, cxcywh, xywh, problems, summary = client.predict(
         photo, table([["a", 10, 10, 50, 50], ["b", "x", 1, 2, 3], ["c", 150, 50, 260, 90]]), "xyxy", "pixels",
         api_name="/boxes",
     )
@@ -49,11 +50,18 @@ def test_boxes_converts_draws_and_flags(client, photo):
         [3, "c", "extends outside the image (200 x 100 px): drawn clipped"],
     ]
     assert "**2 boxes drawn**" in summary and "1 row not drawn" in summary
-    traces = json.loads(fig["plot"])["data"]
-    boxes = [t for t in traces if t["type"] == "scatter"]
-    assert [t["name"] for t in boxes] == ["a", "c"]  # b is not drawn
-    assert [t["line"]["dash"] for t in boxes] == ["solid", "dash"]  # c is drawn clipped
-    assert boxes[1]["x"] == [150, 200, 200, 150, 150]
+    # The picture: the 200 x 100 grey photo drawn 5 times larger, each box outlined in its row's colour
+    # (WebP: colours within a tolerance); c is drawn clipped to the photo, dashed.
+    drawn = np.asarray(Image.open(picture).convert("RGB")).astype(int)
+    assert drawn.shape == (500, 1000, 3)
+
+    def near(pixels, color):  # [..., 3] -> [...]: within WebP's loss of the colour
+        return (np.abs(pixels - ImageColor.getrgb(color)) <= 60).all(axis=-1)
+
+    assert near(drawn[100:200, 51], color_for(0)).all()  # a's left edge, x1 = 10 (x 5)
+    top_of_c = near(drawn[251, 760:990], color_for(2))  # c's top edge, y1 = 50, from x1 = 150 to the photo's edge
+    assert 0.4 < top_of_c.mean() < 0.9  # dashes and gaps
+    assert near(drawn[300:400, 998], color_for(2)).any()  # its right side is the photo's edge (clipped)
 
 
 def test_boxes_in_center_format_and_normalised_units(client, photo):

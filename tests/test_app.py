@@ -1,6 +1,5 @@
 """The dashboard launched in-process, driven through its API with gradio_client; and app.py's CLI."""
 
-import json
 import os
 import re
 import subprocess

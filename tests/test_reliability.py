@@ -13,11 +13,11 @@ from PIL import Image
 from panels import common
 from panels import ssd as SSD
 from panels import style as S
-from tests.conftest import counting_steps
+from tests.conftest import HANG_GUARD_S, counting_steps
 from vision_core import style as vstyle
 
 pytestmark = pytest.mark.app
-HANG_GUARD = 120  # seconds: only a hung job waits this long; what the tests check is counted in steps
+HANG_GUARD = HANG_GUARD_S  # the suite's one hang guard (tests/conftest.py): a limit for a hang, never a measurement
 
 LAYERS = [1.0] * 5
 

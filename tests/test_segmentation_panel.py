@@ -14,10 +14,10 @@ from PIL import Image
 
 from panels import segmentation as S
 from panels.segmentation import models, segment, training, transposed
-from tests.conftest import counting_steps, serving
+from tests.conftest import HANG_GUARD_S, counting_steps, serving
 
 pytestmark = pytest.mark.app
-HANG_GUARD = 300  # seconds: only a hung job waits this long; what the tests check is counted in batches
+HANG_GUARD = HANG_GUARD_S  # the suite's one hang guard (tests/conftest.py): a limit for a hang, never a measurement
 
 BOOK_Y = [[0, 0, 1], [0, 4, 6], [4, 12, 9]]  # d2l 14.10.1: trans_conv(X, K)
 TINY_SET = {"num_train": 8, "num_val": 4, "height": 128, "width": 192}

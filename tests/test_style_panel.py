@@ -11,10 +11,10 @@ from gradio_client import handle_file
 from PIL import Image
 
 from panels import style as S
-from tests.conftest import counting_steps, serving
+from tests.conftest import HANG_GUARD_S, counting_steps, serving
 
 pytestmark = pytest.mark.app
-HANG_GUARD = 120  # seconds: only a hung job waits this long; Stop is checked in steps, not seconds
+HANG_GUARD = HANG_GUARD_S  # the suite's one hang guard (tests/conftest.py): a limit for a hang, never a measurement
 
 LAYERS = [1.0] * 5
 

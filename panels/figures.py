@@ -140,7 +140,7 @@ def drawing_scale(height: int, width: int, min_side: int) -> float:
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], width: int = 2,
                labels: Sequence[str] | None = None, min_side: int = 0,
-               dashed: Sequence[bool] | None = None) -> np.ndarray:
+               dashed: Sequence[bool] | None = None, opacity: float = 1.0) -> np.ndarray:
     """Boxes burnt into a copy of the photo (for clickable ``gr.Image`` views), via torchvision.
 
     Args:
@@ -149,6 +149,8 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], widt
         labels: ``K`` labels (empty ones are not drawn), each on a filled tab of its box's colour
             in black or white text, whichever contrasts more (:func:`text_color`).
         dashed: ``K`` flags; a flagged box gets a dashed outline (a box drawn clipped to the image).
+        opacity: outlines and labels are blended into the photo at this opacity, so a box that
+            is only a candidate (below the score threshold) reads as faded, the photo showing through.
         min_side: small images are first enlarged (nearest neighbour, whole factor) until
             their shorter side reaches this, so labels stay legible on a 256 px image; never
             beyond MAX_ENLARGED_PIXELS pixels or MAX_IMAGE_SIDE a side.
@@ -185,6 +187,8 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[str], widt
         if labels and any(labels):
             _draw_labels(picture, t[:, :2].tolist(), labels, colors)
         out = np.asarray(picture)
+    if opacity < 1:
+        out = (opacity * out.astype(np.float32) + (1 - opacity) * image.astype(np.float32)).round().astype(np.uint8)
     return out
 
 

@@ -48,6 +48,11 @@ TITLE = "SSD"
 TITLE_ZH = "SSD"
 TAB_ID = "ssd"
 MAX_EPOCHS = 100
+# With an empty detection list the best anchor's box is drawn dashed at this opacity, so it cannot
+# be mistaken for a detection.
+CANDIDATE_OPACITY = 0.5
+CANDIDATE_NOTE = (" The faded dashed box on the picture is that best candidate: it is not a detection, so it "
+                  "is not in the table.")
 # Each optimizer's usual learning rate: the book's for SGD, Adam's customary one.
 LEARNING_RATES = {"sgd": 0.2, "adamw": 0.001}
 
@@ -189,6 +194,18 @@ def _no_detection_hint(best: float, threshold: float) -> str:
             f"{math.floor(best * 100) / 100:.2f} or less to see that box.")
 
 
+def _candidate_picture(rgb: np.ndarray, best: dict, threshold: float) -> np.ndarray:
+    """The best anchor's box, dashed and faded, with its score against the threshold: what the network
+    came closest to calling a banana when the detection list is empty. ``rgb`` ``[H, W, 3]`` uint8."""
+    x, y, w, h = best["box"].tolist()  # centre form, pixels
+    if best["prob"] >= POS_THRESHOLD:
+        label = f"best {best['prob']:.2f} < {threshold:g}"
+    else:  # background even at threshold 0: below multibox_detection's own cut
+        label = f"best {best['prob']:.1g} < {POS_THRESHOLD:g}"
+    return draw_boxes(rgb, np.array([[x - w / 2, y - h / 2, x + w / 2, y + h / 2]]), [color_for(2)], width=2,
+                      labels=[label], min_side=512, dashed=[True], opacity=CANDIDATE_OPACITY)
+
+
 @handles_out_of_memory
 @shows_errors
 def detect(image: np.ndarray | None, threshold: float,
@@ -204,11 +221,14 @@ def detect(image: np.ndarray | None, threshold: float,
     rows = predict(net, x, threshold=float(threshold))[0].cpu()
     latency = (time.perf_counter() - start) * 1e3
     best = best_anchor(net, rgb)
-    labels = [f"banana {s:.2f}" for s in rows[:, 1].tolist()]
-    drawn = draw_boxes(rgb, rows[:, 2:].numpy(), [color_for(2)] * len(rows), width=2, labels=labels, min_side=512)
+    if len(rows):
+        labels = [f"banana {s:.2f}" for s in rows[:, 1].tolist()]
+        drawn = draw_boxes(rgb, rows[:, 2:].numpy(), [color_for(2)] * len(rows), width=2, labels=labels, min_side=512)
+    else:  # an empty picture would look broken: show what came closest, marked as not a detection
+        drawn = _candidate_picture(rgb, best, float(threshold))
     table = pd.DataFrame(rows.double().numpy().round(3), columns=["class", "score", "x1", "y1", "x2", "y2"])
     summary = (f"**{len(rows)} detection{'s' if len(rows) != 1 else ''}** with score ≥ {float(threshold):g}"
-               + (_no_detection_hint(best["prob"], float(threshold)) if len(rows) == 0 else "")
+               + (_no_detection_hint(best["prob"], float(threshold)) + CANDIDATE_NOTE if len(rows) == 0 else "")
                + f" · {latency:.1f} ms on {next(net.parameters()).device} · weights: {which}"
                + sessions.dropped_note(request) + "\n\n" + detection_formula(best, len(rows) > 0))
     return drawn, table, summary

@@ -253,6 +253,18 @@ def test_a_box_drawn_clipped_is_dashed_and_the_others_solid():
     assert (white == 255).all()  # drawn on a copy
 
 
+def test_a_faded_box_is_its_drawing_blended_into_the_photo():
+    from panels.figures import draw_boxes
+
+    photo = np.random.default_rng(0).integers(0, 256, (80, 120, 3), dtype=np.uint8)
+    boxes, colors = np.array([[10, 30, 90, 70]]), ["#c62828"]
+    solid = draw_boxes(photo, boxes, colors, labels=["best 0.53 < 0.9"], dashed=[True])
+    faded = draw_boxes(photo, boxes, colors, labels=["best 0.53 < 0.9"], dashed=[True], opacity=0.5)
+    assert (solid != photo).any(axis=2).sum() > 200  # an outline and a label tab were drawn
+    # uint8 results of a float blend: within half a level of (drawing + photo) / 2
+    assert np.abs(faded - (solid.astype(np.float64) + photo) / 2).max() <= 0.5
+
+
 def test_a_click_reads_the_pixel_and_the_boxes_that_hold_it():
     rows = astronaut_rows()
     said = B.point_at(ASTRONAUT, rows, "xyxy", "pixels", {}, _Click(400, 150))

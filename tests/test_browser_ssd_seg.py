@@ -74,12 +74,25 @@ def open_ssd(page: Page) -> None:
 
 # --- SSD Detect ------------------------------------------------------------------------------------------
 
+def red_pixels(picture: np.ndarray) -> tuple[int, int]:
+    """Pixels of the SSD box colour at full strength, and reddish ones (that colour blended into a photo)."""
+    full = int((np.linalg.norm(picture.astype(float) - BOX_RED, axis=2) < 40).sum())
+    reddish = picture[..., 0].astype(int) - np.maximum(picture[..., 1], picture[..., 2]) > 50
+    return full, int(reddish.sum()) - full
+
+
 def test_ssd_explains_an_empty_detection_list(opened: Page, tmp_path):
     open_ssd(opened)
+    solid_full, solid_blend = red_pixels(shown_picture(opened, "#ssd-view"))  # the detection, drawn solid
     set_slider(opened, "Score threshold (the book: 0.9)", 1)  # above every score
     expect(opened.locator("#ssd-summary")).to_contain_text(
         re.compile(r"0 detections with score ≥ 1 — the best score is 0\.\d\d, below the threshold 1: lower the "
-                   r"threshold to 0\.\d\d or less"))
+                   r"threshold to 0\.\d\d or less to see that box\. The faded dashed box on the picture is that "
+                   r"best candidate: it is not a detection"))
+    # The picture is not left bare: the best candidate is drawn, faded (blended, not full strength).
+    faded_full, faded_blend = red_pixels(shown_picture(opened, "#ssd-view"))
+    assert solid_full > 300 and faded_full < 0.05 * solid_full and faded_blend - solid_blend > 0.3 * solid_full, (
+        solid_full, solid_blend, faded_full, faded_blend)
 
     # A picture without bananas: nothing at all, even at threshold 0, and the page says why.
     path = tmp_path / "grey.png"

@@ -115,6 +115,31 @@ def test_an_empty_list_says_why(net, bananas, monkeypatch):
     assert "best score" not in ssd.detect(rgb, 0.9)[2]  # nothing to explain when there are detections
 
 
+def test_an_empty_list_shows_the_best_candidate_faded(net, bananas, monkeypatch):
+    monkeypatch.setattr(ssd.sessions, "_trained", OrderedDict())
+    rgb = next(iter(bananas.values()))
+    picture, table, summary = ssd.detect(rgb, 1.0)
+    assert len(table) == 0 and "The faded dashed box on the picture is that best candidate" in summary
+    best = ssd.best_anchor(net, rgb)
+    x, y, w, h = best["box"].tolist()
+    expected = figures.draw_boxes(rgb, np.array([[x - w / 2, y - h / 2, x + w / 2, y + h / 2]]), [figures.color_for(2)],
+                                  width=2, labels=[f"best {best['prob']:.2f} < 1"], min_side=512, dashed=[True],
+                                  opacity=ssd.CANDIDATE_OPACITY)
+    assert np.array_equal(picture, expected)
+    photo = figures.draw_boxes(rgb, np.zeros((0, 4)), [], min_side=512)  # the same enlargement, nothing drawn
+    drawn = (picture != photo).any(axis=2)
+    rows, cols = np.nonzero(drawn)
+    scale = picture.shape[1] / rgb.shape[1]
+    assert cols.min() == pytest.approx((x - w / 2) * scale, abs=scale + 1)  # the box's left edge
+    assert rows.max() == pytest.approx((y + h / 2) * scale, abs=scale + 1)  # its bottom edge
+    # faded: no drawn pixel carries the box's colour at full strength
+    red = np.array([198, 40, 40])
+    assert (np.abs(picture[drawn].astype(int) - red).max(axis=1) <= 8).sum() < 0.02 * drawn.sum()
+    # a picture without bananas still shows the best (background) anchor, with its tiny probability
+    grey_picture, _, grey = ssd.detect(np.full((256, 256, 3), 128, np.uint8), 0.0)
+    assert (grey_picture != 128).any() and "faded dashed box" in grey
+
+
 def test_the_architecture_formula_counts_the_tables_anchors():
     table = ssd.architecture()
     total = int(table["anchors"].iloc[-1])

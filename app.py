@@ -23,6 +23,7 @@ from panels.cache import make_image_writes_atomic, start_trimming  # noqa: E402
 from panels.common import MAX_UPLOAD_BYTES  # noqa: E402
 from panels.i18n import key_of, tr, translations  # noqa: E402
 from vision_core.device import DEVICE_CHOICES, describe_device, set_device  # noqa: E402
+from vision_core.fetch import fetch_at_startup  # noqa: E402
 
 TITLE = "Vision Lab"
 QUEUE_MAX_SIZE = 64  # waiting requests beyond this get Gradio's "queue is full" message
@@ -195,7 +196,16 @@ def build_demo() -> gr.Blocks:
     admission.install(demo)
     start_trimming()  # Gradio's file cache stays under a size and an age; the examples stay
     make_image_writes_atomic()  # two visitors getting the same picture must not see it half-written
+    _start_fetching()
     return demo
+
+
+def _start_fetching() -> None:
+    """``VISION_LAB_FETCH`` (README, Spaces): fetch the book's files in the background while the page serves."""
+    try:
+        fetch_at_startup()
+    except ValueError as err:  # a typo in a Space variable must not keep the page from starting
+        print(f"VISION_LAB_FETCH ignored: {err}", file=sys.stderr, flush=True)
 
 
 demo = build_demo()

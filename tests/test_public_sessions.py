@@ -152,7 +152,7 @@ def test_a_shared_server_refuses_a_visitors_download_before_any_connection(share
     import gradio as gr
 
     monkeypatch.setattr(style, "download_torchvision_checkpoint", _no_network)
-    monkeypatch.setattr("vision_core.weights.fetch_records", _no_network)
+    monkeypatch.setattr("vision_core.weights.download_file", _no_network)
     monkeypatch.setattr("urllib.request.urlopen", _no_network)
     with pytest.raises(gr.Error) as refused:
         next(style.download_vgg19())  # refused before its first frame (a generator: the button shows progress)

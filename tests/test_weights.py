@@ -133,7 +133,8 @@ def test_download_refuses_offline_and_corrupt_downloads(tmp_path, monkeypatch):
     with pytest.raises(W.WeightsError, match="VISION_LAB_OFFLINE is set"):
         list(W.download_torchvision_checkpoint(FAKE))
     monkeypatch.setenv("VISION_LAB_OFFLINE", "0")
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Response(PAYLOAD[:-5]))
+    corrupt = PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 1])  # whole, but one bit off
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Response(corrupt))
     with pytest.raises(W.WeightsError, match="download is corrupt"):
         list(W.download_torchvision_checkpoint(FAKE))
     assert list(W.torch_cache_dir().iterdir()) == []

@@ -19,12 +19,13 @@ checks, and :func:`find_torchvision_checkpoint` checks the same.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.util
 import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ __all__ = [
     "offline",
     "find_torchvision_checkpoint",
     "download_torchvision_checkpoint",
-    "fetch_records",
+    "download_file",
     "failure_kind",
     "failure_reason",
     "verify_weights",
@@ -244,31 +245,88 @@ def failure_reason(err: BaseException) -> str:
     return words.replace("<", "").replace(">", "").strip() or type(err).__name__
 
 
-def fetch_records(url: str, part: Path, *, label: str, expected_bytes: int = 0, chunk_size: int = 1 << 20,
-                  error: type[Exception] = WeightsError) -> Iterator[Progress]:
-    """Stream ``url`` into the file ``part``, yielding a :class:`Progress` per chunk (``step``/``total`` in bytes).
-
-    ``total`` is the server's Content-Length, else ``expected_bytes``. A network or disk failure
-    raises ``error`` naming the URL and the reason in plain words (:func:`failure_reason`), with the
-    original error as its ``__cause__`` (:func:`failure_kind` sorts it). Callers check ``offline()``
-    first and verify the file after.
-    """
+def _lock(handle: Any, label: str, error: type[Exception]) -> None:
+    """Hold an exclusive lock on an open ``.part`` file: two processes must not append to one download."""
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-            headers = getattr(response, "headers", None)
-            length = headers.get("Content-Length") if headers is not None else None
-            total = int(length) if length and str(length).isdigit() else expected_bytes
-            done = 0
-            yield Progress(0, total, message=f"downloading {label}")
-            while True:
-                chunk = response.read(chunk_size)
-                if not chunk:
-                    break
-                out.write(chunk)
-                done += len(chunk)
-                yield Progress(done, max(total, done), message=f"downloading {label}: {done / 2**20:.0f} MiB")
-    except (urllib.error.URLError, OSError) as err:
-        raise error(f"downloading {url} failed: {failure_reason(err)}") from err
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks; one process at a time is on the user
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise error(f"{label} is being downloaded by another process right now: wait for it to finish") from None
+
+
+def _open_from(url: str, start: int) -> Any:
+    """``urlopen`` from byte ``start`` on (an HTTP Range request; the whole file when ``start`` is 0)."""
+    if start == 0:
+        return urllib.request.urlopen(url, timeout=60)
+    return urllib.request.urlopen(urllib.request.Request(url, headers={"Range": f"bytes={start}-"}), timeout=60)
+
+
+def download_file(url: str, target: Path, *, label: str, check: Callable[[Path], None], expected_bytes: int = 0,
+                  chunk_size: int = 1 << 20, error: type[Exception] = WeightsError) -> Iterator[Progress]:
+    """Download ``url`` into the file ``target``, resuming a broken download, as a long job.
+
+    The bytes go into ``.<name>.part`` beside ``target``. When a download breaks off (a network
+    error, or the server closing the connection before its Content-Length), the part stays and
+    the next call asks only for the rest (``Range: bytes=<size>-``); a server that ignores the
+    Range and sends the whole file again is read from the start. The finished part is passed to
+    ``check`` (which raises ``error`` on a wrong checksum); it is then moved onto ``target``, or
+    deleted when ``check`` refused it. Callers check :func:`offline` first.
+
+    Yields:
+        Progress: per chunk, ``step``/``total`` in bytes (``total``: the server's Content-Length
+        plus what an earlier try kept, else ``expected_bytes``).
+
+    Raises:
+        ``error``: a network or disk failure (the reason in plain words, :func:`failure_reason`,
+        with the original error as ``__cause__``), a download cut short, a checksum mismatch, or
+        another process downloading the same file.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(f".{target.name}.part")
+    with open(part, "ab") as out:
+        _lock(out, label, error)
+        start = done = out.seek(0, os.SEEK_END)
+        try:
+            try:
+                response = _open_from(url, start)
+            except urllib.error.HTTPError as err:
+                if not (start and err.code == 416):  # 416: nothing after `start`, the part may be whole
+                    raise
+                response = None
+            if response is not None:
+                with response:
+                    if start and getattr(response, "status", 200) != 206:  # the Range was ignored: start over
+                        out.truncate(0)
+                        start = 0
+                    headers = getattr(response, "headers", None)
+                    length = headers.get("Content-Length") if headers is not None else None
+                    total = start + int(length) if length and str(length).isdigit() else expected_bytes
+                    done = start
+                    resumed = f", resuming at {start / 2**20:.1f} MiB" if start else ""
+                    yield Progress(done, max(total, done), message=f"downloading {label}{resumed}")
+                    while chunk := response.read(chunk_size):
+                        out.write(chunk)
+                        done += len(chunk)
+                        yield Progress(done, max(total, done), message=f"downloading {label}: {done / 2**20:.0f} MiB")
+                    if length and str(length).isdigit() and done < total:
+                        raise error(f"downloading {url} stopped after {done:,} of {total:,} bytes (the connection "
+                                    "closed early): run it again to download the rest")
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            if not done:
+                part.unlink(missing_ok=True)  # nothing arrived: leave no empty part behind
+            kept = f"; {done:,} bytes are kept, run it again to download the rest" if done else ""
+            raise error(f"downloading {url} failed: {failure_reason(err)}{kept}") from err
+    # Checked after the lock is let go: a second process that opens the finished part meanwhile
+    # asks for the bytes after its end, gets none (HTTP 416) and writes nothing.
+    try:
+        check(part)
+    except Exception:
+        part.unlink(missing_ok=True)  # a wrong file is not worth resuming
+        raise
+    os.replace(part, target)
 
 
 def download_torchvision_checkpoint(file: str, *, url: str | None = None,
@@ -294,17 +352,14 @@ def download_torchvision_checkpoint(file: str, *, url: str | None = None,
         raise WeightsError(f"VISION_LAB_OFFLINE is set, so {file} is not downloaded: unset it, or copy the file "
                            f"into {torch_cache_dir()} yourself")
     folder = torch_cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    part = folder / f".{file}.part-{os.getpid()}"
     url = url or TORCHVISION_URL + file
-    try:
-        yield from fetch_records(url, part, label=file, chunk_size=chunk_size)
+
+    def check(part: Path) -> None:
         if not file_digest(part).startswith(prefix):
             raise WeightsError(f"the file downloaded from {url} does not match the sha256 prefix {prefix}: "
                                "the download is corrupt; try again")
-        os.replace(part, folder / file)
-    finally:
-        part.unlink(missing_ok=True)
+
+    yield from download_file(url, folder / file, label=file, check=check, chunk_size=chunk_size)
     yield Progress(1, 1, message=f"{file} saved in {folder}", done=True)
 
 

@@ -20,6 +20,7 @@ Subcommands (each with ``--help``), by module::
     cli/data.py     data bananas [--out DIR] [--seed 0]
                     data voc --out DIR                  (downloads Pascal VOC 2012, 2 GB, checksum-verified)
                     data voc-synthetic [--seed 0]       (the offline segmentation set, into the cache)
+    cli/fetch.py    fetch bananas|voc2012|resnet18|fcn_resnet50|vgg19|all ...   (the book's files, resumable)
 
 Ranges are checked where input enters, by the options' types (:mod:`._common`); files, folders
 and images are checked before any work starts. Every error is one line on stderr, no traceback:
@@ -35,7 +36,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import data, fcn, ssd, style, weights
+from . import data, fcn, fetch, ssd, style, weights
 from .._checks import ArgumentError
 from ._common import BAD_ARGUMENTS, FAILED, PROG, CommandError, Parser, one_line
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_parsers(commands)
     style.add_parsers(commands)
     data.add_parsers(commands)
+    fetch.add_parsers(commands)
     return parser
 
 

@@ -69,6 +69,8 @@ def server():
 
 @pytest.fixture(autouse=True)
 def _online(monkeypatch, tmp_path):
+    # The local server may answer slowly on a busy machine: only a hang may end a download here.
+    monkeypatch.setattr(W, "NETWORK_TIMEOUT_S", HANG_GUARD_S)
     monkeypatch.delenv("VISION_LAB_OFFLINE", raising=False)
     monkeypatch.setenv("VISION_LAB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

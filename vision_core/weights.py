@@ -163,6 +163,7 @@ def verify_weights(name: str, directory: Path | None = None) -> Path:
 # --- torchvision's checkpoints and downloads ---------------------------------------------------
 
 TORCHVISION_URL = "https://download.pytorch.org/models/"
+NETWORK_TIMEOUT_S = 60.0  # a connection silent this long is given up (the part is kept for the next try)
 
 
 def offline() -> bool:
@@ -260,8 +261,9 @@ def _lock(handle: Any, label: str, error: type[Exception]) -> None:
 def _open_from(url: str, start: int) -> Any:
     """``urlopen`` from byte ``start`` on (an HTTP Range request; the whole file when ``start`` is 0)."""
     if start == 0:
-        return urllib.request.urlopen(url, timeout=60)
-    return urllib.request.urlopen(urllib.request.Request(url, headers={"Range": f"bytes={start}-"}), timeout=60)
+        return urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT_S)
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"})
+    return urllib.request.urlopen(request, timeout=NETWORK_TIMEOUT_S)
 
 
 def download_file(url: str, target: Path, *, label: str, check: Callable[[Path], None], expected_bytes: int = 0,

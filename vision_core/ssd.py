@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import ArgumentError, check_choice, check_int, check_real, describe
+from ._checks import ArgumentError, check_bool, check_choice, check_int, check_real, describe
 from ._photos import check_photos, to_uint8
 from ._runtime import autocast, eval_mode, net_device, to_device_layout
 from .anchors import multibox_detection, multibox_target
+from .data.augment import ssd_augment
 from .device import autocast_dtype, get_device, resolve_device
 from .models.tiny_ssd import BookMetrics, TinySSD, calc_loss, check_tiny_ssd
 from .progress import Progress
@@ -92,7 +93,7 @@ def _add_batch(net: nn.Module, book: BookMetrics, X: Tensor, labels: Tensor,
 def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = None, *, net: TinySSD,
               epochs: int = 20, batch_size: int = 32, lr: float = 0.2, weight_decay: float = 5e-4,
               optimizer: str = "sgd", device: str | torch.device | None = None, seed: int = 0,
-              stop: threading.Event | None = None, preview_image: Tensor | None = None,
+              augment: bool = False, stop: threading.Event | None = None, preview_image: Tensor | None = None,
               preview_threshold: float = 0.9, record_interval: float = 0.25) -> Iterator[Progress]:
     """Train ``net`` in place as the book does (SGD, the book's ``calc_loss``), streaming progress.
 
@@ -140,7 +141,12 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
         weight_decay (float): in ``[0, 1]``.
         optimizer (str): ``"sgd"`` (the book's) or ``"adamw"``.
         device: where to train; None means :func:`vision_core.device.get_device`.
-        seed (int): seeds the shuffling (a private ``torch.Generator``), ``>= 0``.
+        seed (int): seeds the shuffling (a private ``torch.Generator``) and, with ``augment``,
+            the augmentation (another one, seeded ``seed + 1``), ``>= 0``.
+        augment (bool): train on batches augmented as SSD does (random zoom-out, crop that
+            keeps every box, horizontal flip and colour changes, per image, on the device:
+            :func:`vision_core.data.augment.ssd_augment`, default settings). Validation and
+            previews stay unaugmented. False (the default) is the book's training, unchanged.
         stop (threading.Event, optional): set it to stop after the current batch.
         preview_image (Tensor[3, H, W], optional): the image the previews show.
         preview_threshold (float): minimum score of a previewed box, in ``[0, 1]``.
@@ -162,6 +168,7 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
     weight_decay = check_real(weight_decay, "weight_decay", 0.0, 1.0)
     optimizer = check_choice(optimizer, "optimizer", tuple(OPTIMIZERS))
     seed = check_int(seed, "seed", 0, 2**63 - 1)
+    augment = check_bool(augment, "augment")
     preview_threshold = check_real(preview_threshold, "preview_threshold", 0.0, 1.0)
     record_interval = check_real(record_interval, "record_interval", 0.0, 3600.0)
     if preview_image is None and val is not None:
@@ -173,17 +180,18 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
 
     def start() -> _SSDEpochs:
         return _SSDEpochs(net, train, val, batch_size, lr, weight_decay, optimizer, device, seed, preview_image,
-                          preview_threshold)
+                          preview_threshold, augment)
 
     return stream_epochs(net, device, epochs, start, stop, record_interval)
 
 
 class _SSDEpochs(EpochSteps):
-    """The book's TinySSD epoch: shuffled batches of the data (on the device once), its loss and metrics."""
+    """The book's TinySSD epoch: shuffled batches of the data (on the device once), its loss and metrics;
+    with ``augment``, each training batch goes through :func:`ssd_augment` first."""
 
     def __init__(self, net: TinySSD, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None,
                  batch_size: int, lr: float, weight_decay: float, optimizer: str, device: torch.device, seed: int,
-                 preview_image: Tensor | None, preview_threshold: float):
+                 preview_image: Tensor | None, preview_threshold: float, augment: bool = False):
         self.net, self.device, self.batch_size = net, device, batch_size
         self.amp = autocast_dtype(device)
         # Moved once: 1000 banana images are 197 MB as uint8; they become float per batch.
@@ -191,6 +199,8 @@ class _SSDEpochs(EpochSteps):
         self.val = None if val is None else (val[0].to(device), val[1].to(device, torch.float32))
         self.updater = Updater(optimizer, net.parameters(), lr, weight_decay, device, self.amp)
         self.shuffler = torch.Generator().manual_seed(seed)
+        # A generator of its own: the shuffle order is the same with and without augmentation.
+        self.augmenter = torch.Generator().manual_seed((seed + 1) % 2**63) if augment else None
         self.preview_image, self.preview_threshold = preview_image, preview_threshold
         self.batches = math.ceil(self.images.shape[0] / batch_size)
 
@@ -203,9 +213,12 @@ class _SSDEpochs(EpochSteps):
         # One step as the book's loop body; its activations are freed when it returns.
         idx = self.order[b * self.batch_size:(b + 1) * self.batch_size]
         self.updater.zero_grad()
-        X = _as_input(self.images[idx], self.device)
+        X, Y = _as_input(self.images[idx], self.device), self.labels[idx]
+        if self.augmenter is not None:
+            X, Y = ssd_augment(X, Y, self.augmenter)
+            X = to_device_layout(X, self.device)  # resampling may have dropped channels-last
         anchors, cls_preds, bbox_preds = _forward_float(self.net, X, self.amp)
-        bbox_labels, bbox_masks, cls_labels = multibox_target(anchors, self.labels[idx])
+        bbox_labels, bbox_masks, cls_labels = multibox_target(anchors, Y)
         loss = calc_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks)  # [B]
         self.updater.step(loss.mean())
         with torch.no_grad():

@@ -32,7 +32,11 @@ def add_train_parser(models: argparse._SubParsersAction) -> None:
                      help="learning rate in (0, 10] (default: 0.2, the book's for SGD)")
     ssd.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
                      help="sgd is the book's; adamw leaves the all-background plateau sooner (default: sgd)")
-    add_seed(ssd, help_text="seeds the initial weights and the shuffling (default: 0)")
+    ssd.add_argument("--augment", action="store_true",
+                     help="augment each training batch as SSD does: random zoom-out, crops that keep every banana, "
+                     "horizontal flips and colour changes (vision_core.data.augment), seeded by --seed; the book "
+                     "trains without (default: off)")
+    add_seed(ssd, help_text="seeds the initial weights, the shuffling and --augment (default: 0)")
     add_seed(ssd, "--data-seed", "seed of the generated banana data, cached on first use (default: 0)")
     ssd.add_argument("--data", type=Path, default=None, metavar="DIR",
                      help="read this folder in the book's banana-detection layout instead of the cache")
@@ -66,6 +70,8 @@ def _train_command(args: argparse.Namespace) -> str:
              "--data-seed", str(args.data_seed), "--device", args.device]
     if args.optimizer != "sgd":
         parts += ["--optimizer", args.optimizer]
+    if args.augment:
+        parts += ["--augment"]
     if args.data is not None:
         parts += ["--data", str(args.data)]
     if args.init is not None:
@@ -143,7 +149,7 @@ def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     print(f"data: banana detection ({where}); device: {describe_device(device)}", file=sys.stderr)
     start = time.perf_counter()
     last = run_with_bar(train_ssd(train, val, net=net, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                  optimizer=args.optimizer, device=device, seed=args.seed))
+                                  optimizer=args.optimizer, device=device, seed=args.seed, augment=args.augment))
     seconds = time.perf_counter() - start
     try:
         metrics = evaluate_ssd(net, *val, device=device)
@@ -157,7 +163,8 @@ def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         print(f"{key:16s} {value:.4g}")
     if not args.save:
         return 0
-    description = (f"TinySSD (d2l 14.7) trained on the synthetic banana data, {args.epochs} epochs "
+    description = (f"TinySSD (d2l 14.7) trained on the synthetic banana data"
+                   f"{' with SSD-style augmentation' if args.augment else ''}, {args.epochs} epochs "
                    f"on {describe_device(device)} in {seconds:.0f} s")
     command, metrics["epochs"], total_seconds = continue_chain(previous, _train_command(args), args.epochs, seconds)
     metrics["train_seconds"] = round(total_seconds, 1)

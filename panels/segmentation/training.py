@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from vision_core.data.voc import VOC_CLASSES, VOCSegDataset
 from vision_core.data.voc_synthetic import synthetic_voc_dir
+from vision_core.fetch import fetched
 from vision_core.device import get_device
 from vision_core.fcn import train_fcn
 from vision_core.models.fcn import FCN, find_resnet18_imagenet, load_resnet18_imagenet
@@ -132,8 +133,24 @@ def fitted(recipe: dict[str, Any]) -> dict[str, Any]:
 
 @handles_out_of_memory
 @shows_errors
+def book_voc() -> Path:
+    """The book's fetched Pascal VOC 2012 folder.
+
+    Raises:
+        ValueError: this machine does not have it; the message says how to fetch it.
+    """
+    folder = fetched("voc2012")
+    if folder is None:
+        raise ValueError(bilingual(
+            "Pascal VOC 2012 is not on this machine yet: `python -m vision_core fetch voc2012` fetches it (2 GB; on a "
+            "Space, the variable VISION_LAB_FETCH=voc2012), or train on the offline synthetic set",
+            "本机还没有 Pascal VOC 2012：运行 `python -m vision_core fetch voc2012` 下载（2 GB；在 Space 上设置变量 "
+            "VISION_LAB_FETCH=voc2012），或者用离线合成数据集训练"))
+    return folder
+
+
 def train(epochs: float, batch_size: float, lr: float | None, num_train: float, optimizer: str = "sgd",
-          crop: str = "320x480", progress: gr.Progress = gr.Progress(),
+          crop: str = "320x480", data: str = "offline", progress: gr.Progress = gr.Progress(),
           request: gr.Request | None = None) -> Iterator[TrainFrame]:
     """Train a fresh FCN on the synthetic set, streaming curves, the epoch preview and the status.
 
@@ -142,12 +159,17 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
     becomes this session's FCN, "mine", and the session's switch moves to it; the status says so.
     """
     epochs, num_train, batch_size, crop_hw = int(epochs), int(num_train), int(batch_size), _crop(crop)
+    book = book_voc() if data == "book" else None
     stream = Stream("batch", picture=_enlarge, epochs=epochs)  # the pace measured in this run: none promised ahead
     total_images = SYNTHETIC["num_train"] + SYNTHETIC["num_val"]
     with sessions.stops.running(request) as stop:  # from the first frame: a Stop while preparing ends it too
-        yield _curves(stream), None, (f"Preparing the offline synthetic set of {total_images:,} images "
-                                      "(generated once on first use, then cached)…")
-        root = voc_root(progress=lambda done, total: progress(done / total, desc=f"generating image {done}/{total}"))
+        if book is None:
+            yield _curves(stream), None, (f"Preparing the offline synthetic set of {total_images:,} images "
+                                          "(generated once on first use, then cached)…")
+            root = voc_root(progress=lambda done, total: progress(done / total, desc=f"generating image {done}/{total}"))
+        else:
+            yield _curves(stream), None, "Reading the book's Pascal VOC 2012…"
+            root = book
         train_set = VOCSegDataset(True, crop_hw, root)
         train_set.features, train_set.labels = train_set.features[:num_train], train_set.labels[:num_train]
         test_set = VOCSegDataset(False, crop_hw, root)
@@ -167,14 +189,27 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
                 status = stream.status(record, training_status(record, metrics, current_epoch(record, epochs), epochs,
                                                                get_device(), rate_format=",.1f"))
                 if record.done:
+                    what = f"{len(train_set)} {'VOC 2012 ' if book is not None else ''}images"
                     status = f"{outcome(record, stop)} {status}" + _final_words(
-                        record, stream, epochs, f"{num_train} images, crops {crop_hw[0]} × {crop_hw[1]}", request, net)
+                        record, stream, epochs, f"{what}, crops {crop_hw[0]} × {crop_hw[1]}", request, net)
                     if rate:
                         sessions.note_speed(request, rate, f"{rate:,.1f} images/s at batch {batch_size}, crops "
                                                            f"{crop_hw[0]} × {crop_hw[1]}, on {get_device()}")
                 yield _curves(stream), stream.preview, status
         finally:
             records.close()  # frees the trainer's memory if the page went away mid-run
+
+
+# Both notes are recorded for the page's translations when the module loads; which one shows is
+# decided when the section is built (a Space may fetch VOC after start-up: reload the page).
+_VOC_HERE = tr("The book's Pascal VOC 2012 is on this machine.", "本机已有书中的 Pascal VOC 2012。")
+_VOC_MISSING = tr("The book's Pascal VOC 2012 is not on this machine: `python -m vision_core fetch voc2012` fetches "
+                  "it (2 GB).", "本机还没有书中的 Pascal VOC 2012：运行 `python -m vision_core fetch voc2012` 下载（2 GB）。")
+
+
+def data_note() -> str:
+    """Under the data choice: whether VOC 2012 is here, and how to get it when not."""
+    return _VOC_HERE if fetched("voc2012") is not None else _VOC_MISSING
 
 
 def _final_words(record: Progress, stream: Stream, epochs: int, data: str, request: gr.Request | None,
@@ -222,7 +257,10 @@ def book_recipe(request: gr.Request | None = None) -> tuple:
         cost += (f"Your last run here measured {text}; larger crops train slower, so at that speed the book's "
                  f"{work:,} crops would take at least {duration(work / rate)} (testing adds to it). The status "
                  "shows the pace measured as it runs.")
-    return (*_recipe_values(BOOK_RECIPE), cost)
+    data = "book" if fetched("voc2012") is not None else "offline"
+    cost += (" It trains on the book's Pascal VOC 2012, which is on this machine." if data == "book" else
+             " Pascal VOC 2012 is not on this machine, so it trains on the offline synthetic set.")
+    return (*_recipe_values(BOOK_RECIPE), data, cost)
 
 
 def quick_run() -> tuple:
@@ -265,6 +303,10 @@ def build(segment_view: SegmentView) -> None:
                             label=tr("Crop size (height × width)", "裁剪大小（高 × 宽）"),
                             info=tr("multiples of 32, the FCN's stride; smaller crops train much faster on a CPU",
                                     "32 的倍数，即 FCN 的步幅；在 CPU 上，裁剪越小训练越快"))
+            data = Radio([(tr("Offline synthetic set", "离线合成数据集"), "offline"),
+                          (tr("The book's Pascal VOC 2012 (fetched)", "书中的 Pascal VOC 2012（下载）"), "book")],
+                         value="offline", label=tr("Training data", "训练数据"), info=data_note(),
+                         elem_id="seg-fcn-data")
             with gr.Row():
                 start = gr.Button(tr("Start training", "开始训练"), variant="primary", elem_id="seg-fcn-train-btn")
                 stop = gr.Button(tr("Stop", "停止"), variant="stop", interactive=False, elem_id="seg-fcn-stop-btn")
@@ -298,11 +340,12 @@ def build(segment_view: SegmentView) -> None:
                                         "每个迭代周期的一张测试裁剪：照片 · 预测类别 · 真实类别"))
     optimizer.input(learning_rate, optimizer, lr, api_visibility="private")
     settings = [epochs, batch, lr, num_train, optimizer, crop]
-    book_btn.click(book_recipe, None, [*settings, recipe_note], api_visibility="private")
+    book_btn.click(book_recipe, None, [*settings, data, recipe_note], api_visibility="private")
     quick_btn.click(quick_run, None, [*settings, recipe_note], api_visibility="private")
     # Start and Stop show whether this session trains: the API's fcn_train is the middle event.
     start.click(training_begins, None, [start, stop], api_visibility="private").then(
-        on_gpu(train, fcn_train_seconds), settings, [curves, preview, status], api_name="fcn_train", **HEAVY).then(
+        on_gpu(train, fcn_train_seconds), [*settings, data], [curves, preview, status], api_name="fcn_train",
+        **HEAVY).then(
         training_ends, None, [start, stop, segment_view.weights], api_visibility="private").then(
         segment_view.refresh, segment_view.inputs, segment_view.outputs, api_visibility="private")
     stop.click(stop_training, None, status, api_name="fcn_stop")

@@ -304,8 +304,6 @@ def _curves(stream: Stream | None = None) -> go.Figure:
 TrainFrame = tuple[go.Figure, np.ndarray | None, str]  # curves, preview, status
 
 
-@handles_out_of_memory
-@shows_errors
 def training_data(data: str) -> Path | None:
     """The folder to train on: the book's fetched bananas for ``"book"``, None (the offline stand-in,
     generated on first use) for ``"offline"``.
@@ -342,6 +340,8 @@ def refresh_data_note() -> dict:
     return gr.update(info=data_note())
 
 
+@handles_out_of_memory
+@shows_errors
 def train(epochs: float, batch_size: float, lr: float, num_train: float, optimizer: str = "sgd",
           data: str = "offline", progress: gr.Progress = gr.Progress(),
           request: gr.Request | None = None) -> Iterator[TrainFrame]:

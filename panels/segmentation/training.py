@@ -57,6 +57,9 @@ SYNTHETIC: dict[str, int] = {"num_train": 600, "num_val": 100, "height": 320, "w
 # on an idle one): its first point comes after one such batch, and Stop answers within one.
 BOOK_RECIPE = {"epochs": 5, "batch_size": 32, "lr": 0.001, "num_train": 600, "optimizer": "sgd", "crop": "320x480"}
 QUICK_RUN = {"epochs": 2, "batch_size": 8, "lr": 0.001, "num_train": 96, "optimizer": "sgd", "crop": "128x192"}
+# Pascal VOC 2012's segmentation training list: the most a run on the book's data can use (the
+# book keeps those at least as large as the crop: 1,114 at 320 x 480).
+VOC_TRAIN_IMAGES = 1464
 
 TrainFrame = tuple[go.Figure, np.ndarray | None, str]  # curves, preview, status
 
@@ -131,8 +134,6 @@ def fitted(recipe: dict[str, Any]) -> dict[str, Any]:
     return {**recipe, "num_train": num_train, "batch_size": min(recipe["batch_size"], num_train), "crop": crop}
 
 
-@handles_out_of_memory
-@shows_errors
 def book_voc() -> Path:
     """The book's fetched Pascal VOC 2012 folder.
 
@@ -149,6 +150,8 @@ def book_voc() -> Path:
     return folder
 
 
+@handles_out_of_memory
+@shows_errors
 def train(epochs: float, batch_size: float, lr: float | None, num_train: float, optimizer: str = "sgd",
           crop: str = "320x480", data: str = "offline", progress: gr.Progress = gr.Progress(),
           request: gr.Request | None = None) -> Iterator[TrainFrame]:
@@ -180,7 +183,7 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
         rate = None
         try:
             yield _curves(stream), None, (
-                f"Starting: {num_train} images, crops {crop_hw[0]} × {crop_hw[1]}, {len(test_set)} test images, "
+                f"Starting: {len(train_set)} images, crops {crop_hw[0]} × {crop_hw[1]}, {len(test_set)} test images, "
                 f"{trunk}, on {get_device()}; the curve starts after the first batch…")
             for record in records:
                 progress(record.fraction, desc=f"step {record.step}/{record.total}")
@@ -234,20 +237,23 @@ def learning_rate(optimizer: str) -> float:
     return LEARNING_RATES[optimizer]
 
 
-def _recipe_values(recipe: dict[str, Any]) -> tuple:
-    recipe = fitted(recipe)
+def _recipe_values(recipe: dict[str, Any], fit: bool = True) -> tuple:
+    recipe = fitted(recipe) if fit else recipe
     return (recipe["epochs"], recipe["batch_size"], recipe["lr"], recipe["num_train"], recipe["optimizer"],
             recipe["crop"])
 
 
 def book_recipe(request: gr.Request | None = None) -> tuple:
-    """The controls set to the book's recipe (within the synthetic set), and its cost: crops to
-    train, and a time only as measured (this session's last run's speed), never promised."""
-    recipe = fitted(BOOK_RECIPE)
+    """The controls set to the book's recipe and its cost: on the book's VOC 2012 when it is here
+    (every training image), else within the synthetic set; crops to train, and a time only as
+    measured (this session's last run's speed), never promised."""
+    book = fetched("voc2012") is not None
+    recipe = {**BOOK_RECIPE, "num_train": VOC_TRAIN_IMAGES} if book else fitted(BOOK_RECIPE)
     work = recipe["epochs"] * recipe["num_train"]
     height, width = CROPS[recipe["crop"]]
-    cost = (f"**The book's recipe:** {recipe['epochs']} epochs × {recipe['num_train']:,} crops of {height} × {width} "
-            f"= {work:,} crops to train, and the {SYNTHETIC['num_val']:,} test images scored after each epoch. ")
+    up_to = "up to " if book else ""
+    cost = (f"**The book's recipe:** {recipe['epochs']} epochs × {up_to}{recipe['num_train']:,} crops of {height} × "
+            f"{width} = {up_to}{work:,} crops to train, and the test images scored after each epoch. ")
     measured = sessions.speed(request)
     if measured is None:
         cost += ("How long that takes is measured when it runs: the status then shows the time per batch on this "
@@ -257,10 +263,10 @@ def book_recipe(request: gr.Request | None = None) -> tuple:
         cost += (f"Your last run here measured {text}; larger crops train slower, so at that speed the book's "
                  f"{work:,} crops would take at least {duration(work / rate)} (testing adds to it). The status "
                  "shows the pace measured as it runs.")
-    data = "book" if fetched("voc2012") is not None else "offline"
-    cost += (" It trains on the book's Pascal VOC 2012, which is on this machine." if data == "book" else
+    cost += (" It trains on the book's Pascal VOC 2012, which is on this machine (the images at least as large as "
+             "the crop)." if book else
              " Pascal VOC 2012 is not on this machine, so it trains on the offline synthetic set.")
-    return (*_recipe_values(BOOK_RECIPE), data, cost)
+    return (*_recipe_values(recipe, fit=not book), "book" if book else "offline", cost)
 
 
 def quick_run() -> tuple:
@@ -297,8 +303,10 @@ def build(segment_view: SegmentView) -> None:
                                  info=tr("offline the trunk starts random; AdamW leaves the all-background start sooner",
                                          "离线时主干网络从随机初始化开始；AdamW 更快摆脱全是背景的初始预测"))
             lr = Number(recipe["lr"], minimum=1e-6, maximum=10, label=tr("Learning rate (the book: 0.001)", "学习率（书中：0.001）"))
-            num_train = Slider(1, available, value=recipe["num_train"], step=1,
-                                  label=tr(f"Training images (of {available:,})", f"训练图像数（共 {available:,} 张）"))
+            num_train = Slider(1, VOC_TRAIN_IMAGES, value=recipe["num_train"], step=1,
+                               label=tr(f"Training images (synthetic set {available:,}, VOC 2012 {VOC_TRAIN_IMAGES:,})",
+                                        f"训练图像数（合成数据集 {available:,} 张，VOC 2012 {VOC_TRAIN_IMAGES:,} 张）"),
+                               info=tr("a run uses at most what its data has", "一次训练最多用到数据集中的全部图像"))
             crop = Radio([(tr(CROP_LABELS[c], CROP_LABELS_ZH[c]), c) for c in CROPS], value=recipe["crop"],
                             label=tr("Crop size (height × width)", "裁剪大小（高 × 宽）"),
                             info=tr("multiples of 32, the FCN's stride; smaller crops train much faster on a CPU",

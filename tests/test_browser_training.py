@@ -160,3 +160,29 @@ def test_the_books_recipe_is_one_click_away_and_the_cpu_starts_small(opened: Pag
     expect(page.get_by_label("320 × 480 (the book)")).to_be_checked()
     expect(page.locator("#seg-fcn-recipe-note")).to_contain_text("5 epochs × 600 crops of 320 × 480")
     assert_no_errors(page)
+
+
+def test_training_offers_the_books_data_when_it_is_here(opened: Page, tmp_path, monkeypatch):
+    # Issue 18, item 4: the book's bananas fetched (a tiny copy in the book's layout stands in), the
+    # SSD Train tab says so when opened, and the book's recipe picks them; FCN says how to fetch VOC.
+    from vision_core.data.bananas import generate_bananas
+
+    monkeypatch.setenv("VISION_LAB_DATA", str(tmp_path))  # where vision_core.fetch looks, read per call
+    generate_bananas(tmp_path / "book" / "banana-detection", num_train=4, num_val=2)
+    page = opened
+    page.get_by_role("tab", name="SSD").click()
+    page.get_by_role("tab", name="Train").click()
+    data = page.locator("#ssd-data")
+    expect(data).to_contain_text("The book's bananas are on this machine.")
+    expect(data.get_by_label("Offline stand-in (generated)")).to_be_checked()
+    page.locator("#ssd-book-recipe").click()
+    expect(data.get_by_label("The book's bananas (fetched)")).to_be_checked()
+    expect(page.locator("#ssd-recipe-note")).to_contain_text("It trains on the book's bananas, which are on this machine.")
+
+    page.get_by_role("tab", name="Segmentation").click()
+    page.get_by_role("tab", name="Train FCN").click()
+    expect(page.locator("#seg-fcn-data")).to_contain_text("python -m vision_core fetch voc2012")
+    page.locator("#seg-fcn-book-recipe").click()
+    expect(page.locator("#seg-fcn-data").get_by_label("Offline synthetic set")).to_be_checked()
+    expect(page.locator("#seg-fcn-recipe-note")).to_contain_text("so it trains on the offline synthetic set")
+    assert_no_errors(page)

@@ -204,7 +204,7 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
 
 
 # Both notes are recorded for the page's translations when the module loads; which one shows is
-# decided when the section is built (a Space may fetch VOC after start-up: reload the page).
+# decided again each time the Train FCN tab opens (a Space may fetch VOC after start-up).
 _VOC_HERE = tr("The book's Pascal VOC 2012 is on this machine.", "本机已有书中的 Pascal VOC 2012。")
 _VOC_MISSING = tr("The book's Pascal VOC 2012 is not on this machine: `python -m vision_core fetch voc2012` fetches "
                   "it (2 GB).", "本机还没有书中的 Pascal VOC 2012：运行 `python -m vision_core fetch voc2012` 下载（2 GB）。")
@@ -213,6 +213,11 @@ _VOC_MISSING = tr("The book's Pascal VOC 2012 is not on this machine: `python -m
 def data_note() -> str:
     """Under the data choice: whether VOC 2012 is here, and how to get it when not."""
     return _VOC_HERE if fetched("voc2012") is not None else _VOC_MISSING
+
+
+def refresh_data_note() -> dict:
+    """The data choice's note as this machine now is (on opening the Train FCN tab)."""
+    return gr.update(info=data_note())
 
 
 def _final_words(record: Progress, stream: Stream, epochs: int, data: str, request: gr.Request | None,
@@ -285,9 +290,10 @@ def training_ends(request: gr.Request | None = None) -> tuple:
     return gr.update(interactive=True), gr.update(interactive=False), sessions.switch(request)
 
 
-def build(segment_view: SegmentView) -> None:
+def build(segment_view: SegmentView) -> Radio:
     """Lay out the Train FCN section and wire its events; after a run, ``segment_view`` (the Segment
-    section) shows the session's switch and network."""
+    section) shows the session's switch and network. Returns the data choice, whose note
+    :func:`refresh_data_note` updates."""
     available = SYNTHETIC["num_train"]
     recipe, book, quick = default_recipe(get_device()), fitted(BOOK_RECIPE), fitted(QUICK_RUN)
     (book_h, book_w), (quick_h, quick_w) = CROPS[book["crop"]], CROPS[quick["crop"]]
@@ -357,3 +363,4 @@ def build(segment_view: SegmentView) -> None:
         training_ends, None, [start, stop, segment_view.weights], api_visibility="private").then(
         segment_view.refresh, segment_view.inputs, segment_view.outputs, api_visibility="private")
     stop.click(stop_training, None, status, api_name="fcn_stop")
+    return data

@@ -12,6 +12,7 @@ import math
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -26,6 +27,7 @@ from vision_core.anchors import multibox_prior, offset_inverse
 from vision_core.boxes import box_corner_to_center
 from vision_core.data.bananas import BANANA_SIZE, generate_bananas, load_bananas, read_bananas
 from vision_core.device import get_device
+from vision_core.fetch import fetched
 from vision_core.checkpoints import SSD_WEIGHTS, load_tiny_ssd
 from vision_core.models.tiny_ssd import RATIOS, SIZES, TinySSD
 from vision_core.progress import Progress
@@ -302,22 +304,62 @@ def _curves(stream: Stream | None = None) -> go.Figure:
 TrainFrame = tuple[go.Figure, np.ndarray | None, str]  # curves, preview, status
 
 
+def training_data(data: str) -> Path | None:
+    """The folder to train on: the book's fetched bananas for ``"book"``, None (the offline stand-in,
+    generated on first use) for ``"offline"``.
+
+    Raises:
+        ValueError: ``"book"`` while this machine does not have them; the message says how to fetch them.
+    """
+    if data != "book":
+        return None
+    folder = fetched("bananas")
+    if folder is None:
+        raise ValueError(bilingual(
+            "the book's bananas are not on this machine yet: `python -m vision_core fetch bananas` fetches them "
+            "(on a Space, the variable VISION_LAB_FETCH=bananas), or train on the offline stand-in",
+            "本机还没有书中的香蕉数据：运行 `python -m vision_core fetch bananas` 下载（在 Space 上设置变量 "
+            "VISION_LAB_FETCH=bananas），或者用离线替代数据训练"))
+    return folder
+
+
+# Both notes are recorded for the page's translations when the module loads: which one shows is
+# decided again each time the Train tab opens (a Space may fetch the bananas after start-up).
+_BOOK_DATA_HERE = tr("The book's bananas are on this machine.", "本机已有书中的香蕉数据。")
+_BOOK_DATA_MISSING = tr("The book's bananas are not on this machine: `python -m vision_core fetch bananas` "
+                        "fetches them.", "本机还没有书中的香蕉数据：运行 `python -m vision_core fetch bananas` 下载。")
+
+
+def data_note() -> str:
+    """Under the data choice: whether the book's bananas are here, and how to get them when not."""
+    return _BOOK_DATA_HERE if fetched("bananas") is not None else _BOOK_DATA_MISSING
+
+
+def refresh_data_note() -> dict:
+    """The data choice's note as this machine now is (on opening the Train tab)."""
+    return gr.update(info=data_note())
+
+
 @handles_out_of_memory
 @shows_errors
 def train(epochs: float, batch_size: float, lr: float, num_train: float, optimizer: str = "sgd",
-          progress: gr.Progress = gr.Progress(), request: gr.Request | None = None) -> Iterator[TrainFrame]:
+          data: str = "offline", progress: gr.Progress = gr.Progress(),
+          request: gr.Request | None = None) -> Iterator[TrainFrame]:
     """Train a fresh TinySSD on the offline banana set, streaming curves, a preview and the status.
 
-    The settings are bound by their components and checked by ``train_ssd``. A run that trained at
+    The settings are bound by their components and checked by ``train_ssd``; ``data`` is
+    ``"offline"`` (the generated stand-in) or ``"book"`` (the book's fetched bananas,
+    :func:`training_data`). A run that trained at
     least one batch (finished or stopped) becomes this session's network, "mine", and the session's
     switch moves to it; the status says so ("shipped" is one click back beside Detect).
     """
     epochs, num_train, batch_size = int(epochs), int(num_train), int(batch_size)
+    root = training_data(data)
     stream = Stream("batch", epochs=epochs)  # the pace measured in this run: no machine's speed is promised ahead
     with sessions.stops.running(request) as stop:
         yield _curves(stream), None, f"Reading the banana images, then training {num_train} images on {get_device()}…"
-        train_set = load_bananas(split="train", limit=num_train)  # only what the run trains on: the rest takes seconds
-        val = load_bananas(split="val")
+        train_set = load_bananas(root, split="train", limit=num_train)  # only what the run trains on
+        val = load_bananas(root, split="val")
         net = TinySSD(1)
         records = train_ssd(train_set, val, net=net, epochs=epochs,
                             batch_size=batch_size, lr=lr, optimizer=optimizer, stop=stop)
@@ -331,7 +373,7 @@ def train(epochs: float, batch_size: float, lr: float, num_train: float, optimiz
                                                                get_device()))
                 if record.done:
                     status = f"{outcome(record, stop)} {status}" + _final_words(record, stream, epochs, num_train,
-                                                                                 request, net)
+                                                                                 request, net, root is not None)
                     if rate:
                         sessions.note_speed(request, rate, f"{rate:.1f} images/s at batch {batch_size} on {get_device()}")
                 yield _curves(stream), stream.preview, status
@@ -340,13 +382,14 @@ def train(epochs: float, batch_size: float, lr: float, num_train: float, optimiz
 
 
 def _final_words(record: Progress, stream: Stream, epochs: int, num_train: int, request: gr.Request | None,
-                 net: TinySSD) -> str:
+                 net: TinySSD, book: bool = False) -> str:
     """The end of a run's last status: the last validation numbers, and where the network went
     (:meth:`SessionModels.adopt`, the one Stop rule of both training panels)."""
     last = stream.history[-1] if stream.history else {}
     words = (f" · val class error {last['val_class_err']:.2e}, val bbox MAE {last['val_bbox_mae']:.2e}"
              if "val_class_err" in last else "")
-    description = (f"trained here: {trained_amount(record.step, record.total, epochs)} on {num_train} images"
+    description = (f"trained here: {trained_amount(record.step, record.total, epochs)} on {num_train} "
+                   + ("of the book's images" if book else "images")
                    + (" (stopped early)" if stopped(record) else ""))
     return words + sessions.adopt(request, net, record.step, description, "Detect")
 
@@ -410,7 +453,10 @@ def book_recipe(request: gr.Request | None = None) -> tuple:
         rate, text = measured
         cost += (f"Your last run here measured {text}: at that speed the training alone takes about "
                  f"{duration(work / rate)} (validation adds to it); the status shows the pace measured as it runs.")
-    return (*_recipe_values(BOOK_RECIPE), cost)
+    data = "book" if fetched("bananas") is not None else "offline"
+    cost += (" It trains on the book's bananas, which are on this machine." if data == "book" else
+             " The book's bananas are not on this machine, so it trains on the offline stand-in.")
+    return (*_recipe_values(BOOK_RECIPE), data, cost)
 
 
 def quick_run() -> tuple:
@@ -458,7 +504,7 @@ def build() -> None:
                                      controls=[threshold])
             weights.input(choose_weights, [weights, image, threshold], [weights, *outputs], api_name="ssd_weights")
 
-        with gr.Tab(tr("Train", "训练"), id="ssd-train"):
+        with gr.Tab(tr("Train", "训练"), id="ssd-train") as train_tab:
             recipe = default_recipe(get_device())
             with gr.Row():
                 with gr.Column(scale=4, min_width=300):
@@ -473,6 +519,10 @@ def build() -> None:
                                                  "AdamW 更快摆脱全是背景的初始预测"))
                     lr = Slider(0.0005, 1.0, value=recipe["lr"], step=0.0005, label=tr("Learning rate (the book: 0.2)", "学习率（书中：0.2）"))
                     num_train = Slider(10, 1000, value=recipe["num_train"], step=10, label=tr("Training images (of 1,000)", "训练图像数（共 1,000 张）"))
+                    data = Radio([(tr("Offline stand-in (generated)", "离线替代数据（生成）"), "offline"),
+                                  (tr("The book's bananas (fetched)", "书中的香蕉数据（下载）"), "book")],
+                                 value="offline", label=tr("Training data", "训练数据"), info=data_note(),
+                                 elem_id="ssd-data")
                     with gr.Row():
                         start = gr.Button(tr("Start training", "开始训练"), variant="primary", elem_id="ssd-train-btn")
                         stop = gr.Button(tr("Stop", "停止"), variant="stop", interactive=False, elem_id="ssd-stop-btn")
@@ -492,15 +542,16 @@ def build() -> None:
                                        elem_id="ssd-preview", height=300)
             optimizer.input(learning_rate, optimizer, lr, api_visibility="private")
             settings = [epochs, batch, lr, num_train, optimizer]
-            book_btn.click(book_recipe, None, [*settings, recipe_note], api_visibility="private")
+            book_btn.click(book_recipe, None, [*settings, data, recipe_note], api_visibility="private")
             quick_btn.click(quick_run, None, [*settings, recipe_note], api_visibility="private")
             # Start and Stop show whether this session trains: the API's ssd_train is the middle event.
             start.click(training_begins, None, [start, stop], api_visibility="private").then(
-                on_gpu(train, ssd_train_seconds), settings, [curves, preview, train_status],
+                on_gpu(train, ssd_train_seconds), [*settings, data], [curves, preview, train_status],
                 api_name="ssd_train", **HEAVY).then(
                 training_ends, None, [start, stop, weights], api_visibility="private").then(
                 redetect, [image, threshold], outputs, api_visibility="private")
             stop.click(stop_training, None, train_status, api_name="ssd_stop")
+            train_tab.select(refresh_data_note, None, data, api_visibility="private")
 
         with gr.Tab(tr("Architecture", "网络结构"), id="ssd-arch") as arch_tab:
             gr.Markdown(tr("Five stages; each predicts classes and offsets for 4 anchors per cell of its feature map "

@@ -222,7 +222,7 @@ def test_segmentation_train_then_segment(opened: Page):
     opened.get_by_role("tab", name="Segmentation").click()
     opened.get_by_role("tab", name="Train FCN").click()
     set_slider(opened, "number input for Epochs (the book: 5)", 1)
-    set_slider(opened, "number input for Training images (of 600)", 8)
+    set_slider(opened, "number input for Training images (synthetic set 600, VOC 2012 1,464)", 8)
     set_slider(opened, "number input for Batch size (the book: 32)", 4)
     opened.get_by_label("64 × 96 (a quick look)").check()
     opened.locator("#seg-fcn-train-btn").click()

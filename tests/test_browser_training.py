@@ -102,7 +102,7 @@ def test_ssd_curve_starts_within_the_first_epoch_and_stop_leaves_a_switch(opened
 def test_fcn_curve_starts_within_the_first_epoch_and_stop_leaves_a_switch(opened: Page):
     page = opened
     train_until_the_first_point(page, "Segmentation", "Train FCN", "seg-fcn", {  # 32 batches in the epoch
-        "Epochs (the book: 5)": 1, "Training images (of 600)": 64, "Batch size (the book: 32)": 2},
+        "Epochs (the book: 5)": 1, "Training images (synthetic set 600, VOC 2012 1,464)": 64, "Batch size (the book: 32)": 2},
         check=("64 × 96 (a quick look)",))
     page.locator("#seg-fcn-stop-btn").click()
     status = page.locator("#seg-fcn-train-status")
@@ -156,7 +156,33 @@ def test_the_books_recipe_is_one_click_away_and_the_cpu_starts_small(opened: Pag
     expect(page.locator("#seg-fcn-train-try")).to_contain_text("Try this:")
     page.locator("#seg-fcn-book-recipe").click()
     expect(page.get_by_label("number input for Epochs (the book: 5)", exact=True)).to_have_value("5")
-    expect(page.get_by_label("number input for Training images (of 600)", exact=True)).to_have_value("600")
+    expect(page.get_by_label("number input for Training images (synthetic set 600, VOC 2012 1,464)", exact=True)).to_have_value("600")
     expect(page.get_by_label("320 × 480 (the book)")).to_be_checked()
     expect(page.locator("#seg-fcn-recipe-note")).to_contain_text("5 epochs × 600 crops of 320 × 480")
+    assert_no_errors(page)
+
+
+def test_training_offers_the_books_data_when_it_is_here(opened: Page, tmp_path, monkeypatch):
+    # Issue 18, item 4: the book's bananas fetched (a tiny copy in the book's layout stands in), the
+    # SSD Train tab says so when opened, and the book's recipe picks them; FCN says how to fetch VOC.
+    from vision_core.data.bananas import generate_bananas
+
+    monkeypatch.setenv("VISION_LAB_DATA", str(tmp_path))  # where vision_core.fetch looks, read per call
+    generate_bananas(tmp_path / "book" / "banana-detection", num_train=4, num_val=2)
+    page = opened
+    page.get_by_role("tab", name="SSD").click()
+    page.get_by_role("tab", name="Train").click()
+    data = page.locator("#ssd-data")
+    expect(data).to_contain_text("The book's bananas are on this machine.")
+    expect(data.get_by_label("Offline stand-in (generated)")).to_be_checked()
+    page.locator("#ssd-book-recipe").click()
+    expect(data.get_by_label("The book's bananas (fetched)")).to_be_checked()
+    expect(page.locator("#ssd-recipe-note")).to_contain_text("It trains on the book's bananas, which are on this machine.")
+
+    page.get_by_role("tab", name="Segmentation").click()
+    page.get_by_role("tab", name="Train FCN").click()
+    expect(page.locator("#seg-fcn-data")).to_contain_text("python -m vision_core fetch voc2012")
+    page.locator("#seg-fcn-book-recipe").click()
+    expect(page.locator("#seg-fcn-data").get_by_label("Offline synthetic set")).to_be_checked()
+    expect(page.locator("#seg-fcn-recipe-note")).to_contain_text("so it trains on the offline synthetic set")
     assert_no_errors(page)

@@ -48,5 +48,7 @@ def build() -> None:
             bilinear.build()
         with gr.Tab(tr("FCN", "全卷积网络 FCN"), id="seg-fcn"):
             view = segment.build(examples)
-        with gr.Tab(tr("Train FCN", "训练 FCN"), id="seg-fcn-train"):
-            training.build(view)
+        with gr.Tab(tr("Train FCN", "训练 FCN"), id="seg-fcn-train") as train_tab:
+            data = training.build(view)
+        # A Space may fetch VOC after start-up: the data choice says what is here when the tab opens.
+        train_tab.select(training.refresh_data_note, None, data, api_visibility="private")

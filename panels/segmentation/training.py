@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from vision_core.data.voc import VOC_CLASSES, VOCSegDataset
 from vision_core.data.voc_synthetic import synthetic_voc_dir
+from vision_core.fetch import fetched
 from vision_core.device import get_device
 from vision_core.fcn import train_fcn
 from vision_core.models.fcn import FCN, find_resnet18_imagenet, load_resnet18_imagenet
@@ -56,6 +57,9 @@ SYNTHETIC: dict[str, int] = {"num_train": 600, "num_val": 100, "height": 320, "w
 # on an idle one): its first point comes after one such batch, and Stop answers within one.
 BOOK_RECIPE = {"epochs": 5, "batch_size": 32, "lr": 0.001, "num_train": 600, "optimizer": "sgd", "crop": "320x480"}
 QUICK_RUN = {"epochs": 2, "batch_size": 8, "lr": 0.001, "num_train": 96, "optimizer": "sgd", "crop": "128x192"}
+# Pascal VOC 2012's segmentation training list: the most a run on the book's data can use (the
+# book keeps those at least as large as the crop: 1,114 at 320 x 480).
+VOC_TRAIN_IMAGES = 1464
 
 TrainFrame = tuple[go.Figure, np.ndarray | None, str]  # curves, preview, status
 
@@ -130,10 +134,26 @@ def fitted(recipe: dict[str, Any]) -> dict[str, Any]:
     return {**recipe, "num_train": num_train, "batch_size": min(recipe["batch_size"], num_train), "crop": crop}
 
 
+def book_voc() -> Path:
+    """The book's fetched Pascal VOC 2012 folder.
+
+    Raises:
+        ValueError: this machine does not have it; the message says how to fetch it.
+    """
+    folder = fetched("voc2012")
+    if folder is None:
+        raise ValueError(bilingual(
+            "Pascal VOC 2012 is not on this machine yet: `python -m vision_core fetch voc2012` fetches it (2 GB; on a "
+            "Space, the variable VISION_LAB_FETCH=voc2012), or train on the offline synthetic set",
+            "本机还没有 Pascal VOC 2012：运行 `python -m vision_core fetch voc2012` 下载（2 GB；在 Space 上设置变量 "
+            "VISION_LAB_FETCH=voc2012），或者用离线合成数据集训练"))
+    return folder
+
+
 @handles_out_of_memory
 @shows_errors
 def train(epochs: float, batch_size: float, lr: float | None, num_train: float, optimizer: str = "sgd",
-          crop: str = "320x480", progress: gr.Progress = gr.Progress(),
+          crop: str = "320x480", data: str = "offline", progress: gr.Progress = gr.Progress(),
           request: gr.Request | None = None) -> Iterator[TrainFrame]:
     """Train a fresh FCN on the synthetic set, streaming curves, the epoch preview and the status.
 
@@ -142,12 +162,17 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
     becomes this session's FCN, "mine", and the session's switch moves to it; the status says so.
     """
     epochs, num_train, batch_size, crop_hw = int(epochs), int(num_train), int(batch_size), _crop(crop)
+    book = book_voc() if data == "book" else None
     stream = Stream("batch", picture=_enlarge, epochs=epochs)  # the pace measured in this run: none promised ahead
     total_images = SYNTHETIC["num_train"] + SYNTHETIC["num_val"]
     with sessions.stops.running(request) as stop:  # from the first frame: a Stop while preparing ends it too
-        yield _curves(stream), None, (f"Preparing the offline synthetic set of {total_images:,} images "
-                                      "(generated once on first use, then cached)…")
-        root = voc_root(progress=lambda done, total: progress(done / total, desc=f"generating image {done}/{total}"))
+        if book is None:
+            yield _curves(stream), None, (f"Preparing the offline synthetic set of {total_images:,} images "
+                                          "(generated once on first use, then cached)…")
+            root = voc_root(progress=lambda done, total: progress(done / total, desc=f"generating image {done}/{total}"))
+        else:
+            yield _curves(stream), None, "Reading the book's Pascal VOC 2012…"
+            root = book
         train_set = VOCSegDataset(True, crop_hw, root)
         train_set.features, train_set.labels = train_set.features[:num_train], train_set.labels[:num_train]
         test_set = VOCSegDataset(False, crop_hw, root)
@@ -158,7 +183,7 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
         rate = None
         try:
             yield _curves(stream), None, (
-                f"Starting: {num_train} images, crops {crop_hw[0]} × {crop_hw[1]}, {len(test_set)} test images, "
+                f"Starting: {len(train_set)} images, crops {crop_hw[0]} × {crop_hw[1]}, {len(test_set)} test images, "
                 f"{trunk}, on {get_device()}; the curve starts after the first batch…")
             for record in records:
                 progress(record.fraction, desc=f"step {record.step}/{record.total}")
@@ -167,14 +192,32 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
                 status = stream.status(record, training_status(record, metrics, current_epoch(record, epochs), epochs,
                                                                get_device(), rate_format=",.1f"))
                 if record.done:
+                    what = f"{len(train_set)} {'VOC 2012 ' if book is not None else ''}images"
                     status = f"{outcome(record, stop)} {status}" + _final_words(
-                        record, stream, epochs, f"{num_train} images, crops {crop_hw[0]} × {crop_hw[1]}", request, net)
+                        record, stream, epochs, f"{what}, crops {crop_hw[0]} × {crop_hw[1]}", request, net)
                     if rate:
                         sessions.note_speed(request, rate, f"{rate:,.1f} images/s at batch {batch_size}, crops "
                                                            f"{crop_hw[0]} × {crop_hw[1]}, on {get_device()}")
                 yield _curves(stream), stream.preview, status
         finally:
             records.close()  # frees the trainer's memory if the page went away mid-run
+
+
+# Both notes are recorded for the page's translations when the module loads; which one shows is
+# decided again each time the Train FCN tab opens (a Space may fetch VOC after start-up).
+_VOC_HERE = tr("The book's Pascal VOC 2012 is on this machine.", "本机已有书中的 Pascal VOC 2012。")
+_VOC_MISSING = tr("The book's Pascal VOC 2012 is not on this machine: `python -m vision_core fetch voc2012` fetches "
+                  "it (2 GB).", "本机还没有书中的 Pascal VOC 2012：运行 `python -m vision_core fetch voc2012` 下载（2 GB）。")
+
+
+def data_note() -> str:
+    """Under the data choice: whether VOC 2012 is here, and how to get it when not."""
+    return _VOC_HERE if fetched("voc2012") is not None else _VOC_MISSING
+
+
+def refresh_data_note() -> dict:
+    """The data choice's note as this machine now is (on opening the Train FCN tab)."""
+    return gr.update(info=data_note())
 
 
 def _final_words(record: Progress, stream: Stream, epochs: int, data: str, request: gr.Request | None,
@@ -199,20 +242,23 @@ def learning_rate(optimizer: str) -> float:
     return LEARNING_RATES[optimizer]
 
 
-def _recipe_values(recipe: dict[str, Any]) -> tuple:
-    recipe = fitted(recipe)
+def _recipe_values(recipe: dict[str, Any], fit: bool = True) -> tuple:
+    recipe = fitted(recipe) if fit else recipe
     return (recipe["epochs"], recipe["batch_size"], recipe["lr"], recipe["num_train"], recipe["optimizer"],
             recipe["crop"])
 
 
 def book_recipe(request: gr.Request | None = None) -> tuple:
-    """The controls set to the book's recipe (within the synthetic set), and its cost: crops to
-    train, and a time only as measured (this session's last run's speed), never promised."""
-    recipe = fitted(BOOK_RECIPE)
+    """The controls set to the book's recipe and its cost: on the book's VOC 2012 when it is here
+    (every training image), else within the synthetic set; crops to train, and a time only as
+    measured (this session's last run's speed), never promised."""
+    book = fetched("voc2012") is not None
+    recipe = {**BOOK_RECIPE, "num_train": VOC_TRAIN_IMAGES} if book else fitted(BOOK_RECIPE)
     work = recipe["epochs"] * recipe["num_train"]
     height, width = CROPS[recipe["crop"]]
-    cost = (f"**The book's recipe:** {recipe['epochs']} epochs × {recipe['num_train']:,} crops of {height} × {width} "
-            f"= {work:,} crops to train, and the {SYNTHETIC['num_val']:,} test images scored after each epoch. ")
+    up_to = "up to " if book else ""
+    cost = (f"**The book's recipe:** {recipe['epochs']} epochs × {up_to}{recipe['num_train']:,} crops of {height} × "
+            f"{width} = {up_to}{work:,} crops to train, and the test images scored after each epoch. ")
     measured = sessions.speed(request)
     if measured is None:
         cost += ("How long that takes is measured when it runs: the status then shows the time per batch on this "
@@ -222,7 +268,10 @@ def book_recipe(request: gr.Request | None = None) -> tuple:
         cost += (f"Your last run here measured {text}; larger crops train slower, so at that speed the book's "
                  f"{work:,} crops would take at least {duration(work / rate)} (testing adds to it). The status "
                  "shows the pace measured as it runs.")
-    return (*_recipe_values(BOOK_RECIPE), cost)
+    cost += (" It trains on the book's Pascal VOC 2012, which is on this machine (the images at least as large as "
+             "the crop)." if book else
+             " Pascal VOC 2012 is not on this machine, so it trains on the offline synthetic set.")
+    return (*_recipe_values(recipe, fit=not book), "book" if book else "offline", cost)
 
 
 def quick_run() -> tuple:
@@ -241,9 +290,10 @@ def training_ends(request: gr.Request | None = None) -> tuple:
     return gr.update(interactive=True), gr.update(interactive=False), sessions.switch(request)
 
 
-def build(segment_view: SegmentView) -> None:
+def build(segment_view: SegmentView) -> Radio:
     """Lay out the Train FCN section and wire its events; after a run, ``segment_view`` (the Segment
-    section) shows the session's switch and network."""
+    section) shows the session's switch and network. Returns the data choice, whose note
+    :func:`refresh_data_note` updates."""
     available = SYNTHETIC["num_train"]
     recipe, book, quick = default_recipe(get_device()), fitted(BOOK_RECIPE), fitted(QUICK_RUN)
     (book_h, book_w), (quick_h, quick_w) = CROPS[book["crop"]], CROPS[quick["crop"]]
@@ -259,12 +309,18 @@ def build(segment_view: SegmentView) -> None:
                                  info=tr("offline the trunk starts random; AdamW leaves the all-background start sooner",
                                          "离线时主干网络从随机初始化开始；AdamW 更快摆脱全是背景的初始预测"))
             lr = Number(recipe["lr"], minimum=1e-6, maximum=10, label=tr("Learning rate (the book: 0.001)", "学习率（书中：0.001）"))
-            num_train = Slider(1, available, value=recipe["num_train"], step=1,
-                                  label=tr(f"Training images (of {available:,})", f"训练图像数（共 {available:,} 张）"))
+            num_train = Slider(1, VOC_TRAIN_IMAGES, value=recipe["num_train"], step=1,
+                               label=tr(f"Training images (synthetic set {available:,}, VOC 2012 {VOC_TRAIN_IMAGES:,})",
+                                        f"训练图像数（合成数据集 {available:,} 张，VOC 2012 {VOC_TRAIN_IMAGES:,} 张）"),
+                               info=tr("a run uses at most what its data has", "一次训练最多用到数据集中的全部图像"))
             crop = Radio([(tr(CROP_LABELS[c], CROP_LABELS_ZH[c]), c) for c in CROPS], value=recipe["crop"],
                             label=tr("Crop size (height × width)", "裁剪大小（高 × 宽）"),
                             info=tr("multiples of 32, the FCN's stride; smaller crops train much faster on a CPU",
                                     "32 的倍数，即 FCN 的步幅；在 CPU 上，裁剪越小训练越快"))
+            data = Radio([(tr("Offline synthetic set", "离线合成数据集"), "offline"),
+                          (tr("The book's Pascal VOC 2012 (fetched)", "书中的 Pascal VOC 2012（下载）"), "book")],
+                         value="offline", label=tr("Training data", "训练数据"), info=data_note(),
+                         elem_id="seg-fcn-data")
             with gr.Row():
                 start = gr.Button(tr("Start training", "开始训练"), variant="primary", elem_id="seg-fcn-train-btn")
                 stop = gr.Button(tr("Stop", "停止"), variant="stop", interactive=False, elem_id="seg-fcn-stop-btn")
@@ -298,11 +354,13 @@ def build(segment_view: SegmentView) -> None:
                                         "每个迭代周期的一张测试裁剪：照片 · 预测类别 · 真实类别"))
     optimizer.input(learning_rate, optimizer, lr, api_visibility="private")
     settings = [epochs, batch, lr, num_train, optimizer, crop]
-    book_btn.click(book_recipe, None, [*settings, recipe_note], api_visibility="private")
+    book_btn.click(book_recipe, None, [*settings, data, recipe_note], api_visibility="private")
     quick_btn.click(quick_run, None, [*settings, recipe_note], api_visibility="private")
     # Start and Stop show whether this session trains: the API's fcn_train is the middle event.
     start.click(training_begins, None, [start, stop], api_visibility="private").then(
-        on_gpu(train, fcn_train_seconds), settings, [curves, preview, status], api_name="fcn_train", **HEAVY).then(
+        on_gpu(train, fcn_train_seconds), [*settings, data], [curves, preview, status], api_name="fcn_train",
+        **HEAVY).then(
         training_ends, None, [start, stop, segment_view.weights], api_visibility="private").then(
         segment_view.refresh, segment_view.inputs, segment_view.outputs, api_visibility="private")
     stop.click(stop_training, None, status, api_name="fcn_stop")
+    return data

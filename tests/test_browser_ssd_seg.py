@@ -249,3 +249,31 @@ def test_formulas_fit_a_phone(open_page):
     page.get_by_role("tab", name="FCN", exact=True).click()
     assert_formulas_fit(page, "#seg-fcn-summary")
     assert_no_errors(page)
+
+
+def test_fcn_shows_its_confidence_and_says_when_a_photo_is_outside_what_it_learned(opened: Page, tmp_path):
+    # Issue 18, item 3: a per-pixel confidence view, and a notice beside a photo unlike the training set.
+    opened.get_by_role("tab", name="Segmentation").click()
+    opened.get_by_role("tab", name="FCN", exact=True).click()
+    summary = opened.locator("#seg-fcn-summary")
+    expect(summary).to_contain_text(re.compile(r"Confidence \(softmax probability of each pixel's class\): mean 0\.9\d"))
+    expect(summary).not_to_contain_text("Outside what this FCN learned")
+    shown = opened.locator("#seg-fcn-overlay img").get_attribute("src")
+    opened.locator("#seg-fcn-view").get_by_label("Confidence").check()
+    opened.wait_for_function("s => document.querySelector('#seg-fcn-overlay img')?.getAttribute('src') !== s", arg=shown)
+    expect(opened.locator("#seg-fcn-confidence-bar")).to_be_visible()
+    picture = shown_picture(opened, "#seg-fcn-overlay").astype(float)
+    yellow = np.linalg.norm(picture - np.array([253, 231, 37], float), axis=2) < 40
+    assert yellow.mean() > 0.7  # a synthetic validation image: sure almost everywhere
+
+    from skimage import data
+
+    path = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(path)
+    opened.locator("#seg-fcn-image input[type=file]").set_input_files(str(path))
+    expect(summary).to_contain_text("Far from what this FCN knows. It was trained only on the offline synthetic set")
+    expect(summary).to_contain_text("FCN-ResNet-50")
+    picture = shown_picture(opened, "#seg-fcn-overlay").astype(float)
+    unsure = np.linalg.norm(picture - np.array([253, 231, 37], float), axis=2) > 60
+    assert unsure.mean() > 0.1, unsure.mean()  # many pixels the network is not sure of
+    assert_no_errors(opened)

@@ -207,3 +207,66 @@ def test_labels_of_boxes_sharing_a_corner_do_not_cover_each_other():
                for name, rgb in (("red", RED), ("blue", [31, 95, 191]))}
     assert len(rows_of["red"]) >= 8 and len(rows_of["blue"]) >= 8  # both tabs are there, whole
     assert rows_of["red"].max() < rows_of["blue"].min()  # the second below the first, not over it
+
+
+# --- Segmentation: how sure the FCN is, and pictures outside what it learned (issue 18, item 3) ----
+
+def test_confidence_is_the_softmax_probability_of_the_predicted_class():
+    from vision_core.fcn import predict_fcn_confidence
+    from vision_core.models.fcn import FCN
+
+    torch.manual_seed(0)
+    net = FCN(21).eval()
+    x = torch.randint(0, 256, (2, 3, 64, 80), dtype=torch.uint8)
+    classes, confidence = predict_fcn_confidence(net, x)
+    assert torch.equal(classes, predict_fcn(net, x))
+    assert confidence.shape == (2, 64, 80) and confidence.dtype == torch.float32
+    # By hand: the scores of the picture padded to 64 x 96 (multiples of 32), cropped, softmaxed.
+    from vision_core._runtime import imagenet_normalize
+
+    with torch.no_grad():
+        scores = net(torch.nn.functional.pad(imagenet_normalize(x.float()), (0, 16, 0, 0)))[..., :64, :80]
+    expected = scores.softmax(dim=1).max(dim=1).values
+    torch.testing.assert_close(confidence, expected, rtol=1e-5, atol=1e-6)  # float32
+    assert float(confidence.min()) >= 1 / 21 - 1e-6 and float(confidence.max()) <= 1 + 1e-6
+    single_classes, single = predict_fcn_confidence(net, x[0])
+    assert torch.equal(single_classes, classes[0]) and torch.allclose(single, confidence[0])
+
+
+def test_the_confidence_picture_runs_from_dark_unsure_to_bright_sure():
+    confidence = torch.linspace(1 / 21, 1.0, 101)[None].repeat(4, 1)  # [4, 101]
+    picture = segment.confidence_picture(confidence, 21)
+    assert picture.shape == (4, 101, 3) and picture.dtype == np.uint8
+    assert np.array_equal(picture[0, 0], segment.CONFIDENCE_STOPS[0]) and np.array_equal(picture[0, -1], segment.CONFIDENCE_STOPS[-1])
+    luma = picture[0].astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert (np.diff(luma) >= -1e-9).all() and luma[-1] - luma[0] > 150  # brighter as it gets surer
+    x = torch.zeros(3, 4, 101, dtype=torch.uint8)
+    assert np.array_equal(segment.view_picture(x, torch.zeros(4, 101, dtype=torch.long), "confidence", confidence), picture)
+
+
+def test_a_picture_outside_the_synthetic_set_gets_a_notice_and_the_way_to_the_reference():
+    from skimage import data
+
+    examples = segment.example_images(1)
+    name = next(iter(examples))
+    _, legend, _, inside = segment.segment(examples[name][0], "fcn", None, examples=examples, view="confidence")
+    assert "Outside what this FCN learned" not in inside and "Far from what this FCN knows" not in inside
+    assert re.search(r"Confidence \(softmax probability of each pixel's class\): mean \*\*0\.9\d\*\*", inside)
+    assert "seg-fcn-confidence-bar" in legend
+    _, legend, _, photo = segment.segment(data.coffee(), "fcn", None, examples=examples)
+    assert photo.startswith("> **Far from what this FCN knows.** It was trained only on the offline synthetic set")
+    assert "FCN-ResNet-50" in photo and "seg-fcn-confidence-bar" not in legend
+    unsure = float(re.search(r"\*\*(\d+) %\*\* of the pixels below 0.9", photo).group(1))
+    assert unsure > 100 * segment.FAR_SHARE
+    assert segment.outside_notice(0.05).startswith("> **Outside what this FCN learned.**")
+
+
+def test_a_network_trained_on_voc_gets_no_synthetic_notice(monkeypatch):
+    from skimage import data
+    from vision_core.models.fcn import FCN
+
+    net = FCN(21).eval()
+    net.training_data = "voc2012"
+    monkeypatch.setattr(segment.sessions, "active", lambda request: (net, "mine — trained here on VOC 2012"))
+    _, _, _, summary = segment.segment(data.coffee(), "fcn", None, examples={})
+    assert "this FCN" not in summary and "Confidence (softmax probability" in summary

@@ -46,7 +46,7 @@ from .train import distributed
 from .train.loop import OPTIMIZERS, EpochSteps, Updater, stream_epochs
 from .train.seg_batches import Batcher, SegData, as_dataset, check_labels, item_size
 
-__all__ = ["FCN", "label2image", "overlay_mask", "train_fcn", "predict_fcn", "evaluate_fcn"]
+__all__ = ["FCN", "label2image", "overlay_mask", "train_fcn", "predict_fcn", "predict_fcn_confidence", "evaluate_fcn"]
 
 _MAX_SEED = 2**31 - 1  # DistributedSampler seeds with seed + epoch
 
@@ -425,6 +425,27 @@ def predict_fcn(net: nn.Module, images: Tensor, batch_size: int = 8) -> Tensor:
     Returns:
         Tensor[N, H, W] (or Tensor[H, W]): int64 class indices, on the CPU.
     """
+    return _predict(net, images, batch_size, with_confidence=False)[0]
+
+
+def predict_fcn_confidence(net: nn.Module, images: Tensor, batch_size: int = 8) -> tuple[Tensor, Tensor]:
+    """Class of every pixel, and how sure the network is of it: :func:`predict_fcn` plus the
+    softmax probability of the chosen class.
+
+    A network trained on one kind of picture can be confidently wrong on another, so a high
+    confidence does not prove a class right; a low one (near ``1 / C``, the chance of guessing
+    among ``C`` classes) says the pixel is unlike what it learned.
+
+    Args: as :func:`predict_fcn`.
+
+    Returns:
+        (Tensor[N, H, W], Tensor[N, H, W]) (or ``[H, W]`` each): int64 class indices and float32
+        probabilities in ``[1 / C, 1]``, on the CPU.
+    """
+    return _predict(net, images, batch_size, with_confidence=True)
+
+
+def _predict(net: nn.Module, images: Tensor, batch_size: int, with_confidence: bool) -> tuple[Tensor, Tensor | None]:
     _check_module(net)
     batch_size = check_int(batch_size, "batch_size", 1, 1024)
     single = isinstance(images, Tensor) and images.dim() == 3
@@ -435,14 +456,24 @@ def predict_fcn(net: nn.Module, images: Tensor, batch_size: int = 8) -> Tensor:
     pad = (0, -width % STRIDE, 0, -height % STRIDE)  # (left, right, top, bottom)
     device = net_device(net)
     amp = autocast_dtype(device)
-    out: list[Tensor] = []
+    classes: list[Tensor] = []
+    sure: list[Tensor] = []
     with eval_mode(net), torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             X = imagenet_normalize(images[start:start + batch_size].to(device).float())
             X = to_device_layout(F.pad(X, pad), device)
-            out.append(_scores(net, X, amp)[..., :height, :width].argmax(dim=1).cpu())
-    pred = torch.cat(out)
-    return pred[0] if single else pred
+            scores = _scores(net, X, amp)[..., :height, :width]  # [B, C, H, W]
+            if with_confidence:
+                probability, best = F.softmax(scores, dim=1).max(dim=1)  # [B, H, W] each
+                sure.append(probability.cpu())
+            else:
+                best = scores.argmax(dim=1)
+            classes.append(best.cpu())
+    pred = torch.cat(classes)
+    confidence = torch.cat(sure) if with_confidence else None
+    if single:
+        return pred[0], None if confidence is None else confidence[0]
+    return pred, confidence
 
 
 def evaluate_fcn(net: nn.Module, data: SegData | DataLoader, device: str | torch.device | None = None,

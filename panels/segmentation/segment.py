@@ -17,7 +17,7 @@ import torch
 from vision_core.data.voc import VOC_CLASSES, VOC_COLORMAP, VOCSegDataset
 from vision_core.data.voc_metrics import confusion_matrix, mean_iou, pixel_accuracy
 from vision_core.data.voc_synthetic import generate_voc_synthetic
-from vision_core.fcn import label2image, overlay_mask, predict_fcn
+from vision_core.fcn import label2image, overlay_mask, predict_fcn_confidence
 from vision_core.models.fcn import FCN, STRIDE
 
 from ..common import (
@@ -77,23 +77,56 @@ def _hex(c: int) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-VIEWS = ("overlay", "mask", "side")  # the picture: classes over the photo, the mask alone, or both side by side
+# The picture: classes over the photo, the mask alone, both side by side, or how sure the network is.
+VIEWS = ("overlay", "mask", "side", "confidence")
+# Confidence colours, unsure to sure: five stops of a perceptually even dark-purple-to-yellow ramp
+# (the shape of matplotlib's viridis), so brightness alone reads as sureness, in grey print too.
+CONFIDENCE_STOPS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
+UNSURE = 0.9  # a pixel below this probability counts as unsure in the summary
+# Share of unsure pixels above which a picture is called far from what the network learned: the
+# synthetic validation images have 4-6 %, scikit-image's coffee and retina photos about 30 %.
+FAR_SHARE = 0.15
 
 
-def view_picture(x: torch.Tensor, pred: torch.Tensor, view: str = "overlay") -> np.ndarray:
+def confidence_picture(confidence: torch.Tensor, num_classes: int) -> np.ndarray:
+    """``float [H, W]`` probabilities of the chosen class as colours: ``1 / num_classes`` (a guess
+    among the classes) darkest, 1 brightest. Returns ``uint8 [H, W, 3]``."""
+    low = 1.0 / num_classes
+    t = ((confidence.float().numpy() - low) / (1.0 - low)).clip(0.0, 1.0) * (len(CONFIDENCE_STOPS) - 1)
+    index = np.minimum(t.astype(np.int64), len(CONFIDENCE_STOPS) - 2)  # [H, W]
+    frac = (t - index)[..., None]  # [H, W, 1]
+    colour = CONFIDENCE_STOPS[index] * (1.0 - frac) + CONFIDENCE_STOPS[index + 1] * frac  # [H, W, 3]
+    return colour.round().astype(np.uint8)
+
+
+def _confidence_legend(num_classes: int) -> str:
+    stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in CONFIDENCE_STOPS)
+    # A fixed-width bar and the caption on a line of its own: a phone's width keeps the bar visible.
+    return ('<div id="seg-fcn-confidence-bar" style="display:flex;flex-wrap:wrap;align-items:center;gap:4px 8px;'
+            f'margin:4px 0"><span>1/{num_classes}</span><span style="width:min(320px,55vw);height:14px;'
+            f'border:1px solid #888;background:linear-gradient(to right,{stops})"></span><span>1</span>'
+            '<span style="flex-basis:100%">confidence: the softmax probability of the chosen class</span></div>')
+
+
+def view_picture(x: torch.Tensor, pred: torch.Tensor, view: str = "overlay",
+                 confidence: torch.Tensor | None = None, num_classes: int = len(VOC_CLASSES)) -> np.ndarray:
     """The segmentation as a picture: ``overlay`` tints the objects in their VOC colours over the photo
     (which hides a colour close to an object's own), ``mask`` shows the colours alone (the book's
-    ``label2image``), ``side`` the photo and the mask side by side with a white gap.
+    ``label2image``), ``side`` the photo and the mask side by side with a white gap, ``confidence``
+    how sure the network is of each pixel (:func:`confidence_picture`; needs ``confidence``).
 
     Args:
         x: ``uint8 [3, H, W]`` photo.
         pred: ``int64 [H, W]`` class indices.
+        confidence: ``float [H, W]`` probability of each pixel's class.
 
     Returns:
         ``uint8 [H, W', 3]`` (``W' = 2W + gap`` side by side).
     """
     if view == "overlay":
         return overlay_mask(x, pred)
+    if view == "confidence":
+        return confidence_picture(confidence, num_classes)
     mask = label2image(pred).numpy()  # [H, W, 3]
     if view == "mask":
         return mask
@@ -145,9 +178,9 @@ def segment(image: np.ndarray | None, model: str = "fcn", request: gr.Request | 
             raise ValueError(bilingual(no_model_message(which), no_model_message_zh(which)))
     x = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
     start = time.perf_counter()
-    pred = predict_fcn(net, x)
+    pred, confidence = predict_fcn_confidence(net, x)
     ms = (time.perf_counter() - start) * 1e3
-    overlay = view_picture(x, pred, view)
+    overlay = view_picture(x, pred, view, confidence)
     counts = torch.bincount(pred.flatten(), minlength=len(VOC_CLASSES)).tolist()
     present = sorted((c for c, n in enumerate(counts) if n), key=lambda c: -counts[c])
     total = pred.numel()
@@ -160,15 +193,38 @@ def segment(image: np.ndarray | None, model: str = "fcn", request: gr.Request | 
                f"{ms:.0f} ms on {device} · model: {which}")
     if model != "resnet50":
         summary += sessions.dropped_note(request)
+    unsure = float((confidence < UNSURE).float().mean())
+    summary += (f"  \nConfidence (softmax probability of each pixel's class): mean **{float(confidence.mean()):.2f}**, "
+                f"**{100 * unsure:.0f} %** of the pixels below {UNSURE}.")
+    example = None
     for name, (photo, label) in (examples or {}).items():
         if photo.shape == rgb.shape and np.array_equal(photo, rgb):
+            example = name
             truth = torch.from_numpy(label).long()
             acc = float(pixel_accuracy(pred, truth))
             miou = float(mean_iou(confusion_matrix(pred, truth, len(VOC_CLASSES))))
             summary += f"  \nAgainst the ground truth of {name}: pixel accuracy **{acc:.3f}**, mean IoU **{miou:.3f}**."
             break
+    if model != "resnet50" and example is None and getattr(net, "training_data", "synthetic") == "synthetic":
+        summary = outside_notice(unsure) + "\n\n" + summary
     summary += "\n\n" + fcn_formula(net, h, w)
-    return overlay, _legend(present), table, summary
+    legend = _legend(present) + (_confidence_legend(len(VOC_CLASSES)) if view == "confidence" else "")
+    return overlay, legend, table, summary
+
+
+def outside_notice(unsure: float) -> str:
+    """What the summary says first when an FCN trained on the synthetic set segments another picture:
+    it knows five drawn shapes, so on a photo it names colours and shapes, however sure it looks;
+    ``unsure`` (the share of pixels below :data:`UNSURE`) above :data:`FAR_SHARE` makes it stronger."""
+    head = ("**Far from what this FCN knows.**" if unsure > FAR_SHARE else
+            "**Outside what this FCN learned.**")
+    where = ("choose torchvision's FCN-ResNet-50 above" if reference_path() is not None else
+             "fetch torchvision's FCN-ResNet-50 with `python -m vision_core fetch fcn_resnet50` (135 MB)")
+    return (f"> {head} It was trained only on the offline synthetic set: five classes, each a drawn shape on a "
+            f"muted background. On other pictures, photos above all, it labels by colour and shape, and can be "
+            f"sure and wrong at once ({100 * unsure:.0f} % of the pixels here are below {UNSURE} confidence; the "
+            f"synthetic validation images have about 5 %). For real photos, {where}: it learned all 20 VOC "
+            f"classes from real photos.")
 
 
 @shows_errors
@@ -241,10 +297,13 @@ def build(examples: Examples) -> SegmentView:
             model = Radio(choices, value="fcn", label=tr("Model", "模型"), elem_id="seg-fcn-model")
             weights = weights_switch("seg-fcn-weights", "FCN", "FCN ")
             view = Radio([(tr("Overlay", "叠加"), "overlay"), (tr("Mask only", "仅掩码"), "mask"),
-                          (tr("Side by side", "并排"), "side")], value="overlay",
-                         label=tr("Show", "显示方式"), elem_id="seg-fcn-view",
+                          (tr("Side by side", "并排"), "side"), (tr("Confidence", "置信度"), "confidence")],
+                         value="overlay", label=tr("Show", "显示方式"), elem_id="seg-fcn-view",
                          info=tr("Mask only: the class colours alone, where the overlay would hide them in the "
-                                 "objects' own colours", "仅掩码：只显示类别颜色，叠加时它们会混进物体本身的颜色里"))
+                                 "objects' own colours. Confidence: how sure the network is of each pixel, dark "
+                                 "unsure, yellow sure",
+                                 "仅掩码：只显示类别颜色，叠加时它们会混进物体本身的颜色里。置信度：网络对每个像素"
+                                 "有多确定，深色为不确定，黄色为确定"))
             segment_btn = gr.Button(tr("Segment", "分割"), variant="primary", elem_id="seg-fcn-btn")
             try_this("Switch to mask only, then draw a yellow crescent in the sketch below and segment it: predict "
                      "first whether its edges come out sharp or blocky (the network decides at 1/32 of the size).",

@@ -178,6 +178,8 @@ def train(epochs: float, batch_size: float, lr: float | None, num_train: float, 
         test_set = VOCSegDataset(False, crop_hw, root)
         backbone, trunk = _backbone()
         net = FCN(len(VOC_CLASSES), pretrained_backbone=backbone)
+        # What Segment tells a learner about pictures unlike these (segment.outside_notice).
+        net.training_data = "synthetic" if book is None else "voc2012"
         records = train_fcn(train_set, test_set, net=net, epochs=epochs, batch_size=batch_size, lr=lr,
                             optimizer=optimizer, stop=stop, record_interval=0.5)
         rate = None

@@ -97,3 +97,21 @@ def devices() -> list[torch.device]:
     if torch.cuda.is_available():
         out.append(torch.device("cuda"))
     return out
+
+
+def save_labelled_grid(rows: Sequence[Sequence[tuple[str, object]]], tile_shape: tuple[int, int], path: str) -> None:
+    """Write pictures side by side, each under its label: ``rows`` of ``(label, uint8 [h, w, 3])``
+    tiles, all ``tile_shape = (h, w)``; the folder is made if missing."""
+    from pathlib import Path
+
+    from PIL import Image, ImageDraw
+
+    h, w, label_h = tile_shape[0], tile_shape[1], 18
+    canvas = Image.new("RGB", (w * max(len(r) for r in rows), (h + label_h) * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, tiles in enumerate(rows):
+        for c, (label, image) in enumerate(tiles):
+            canvas.paste(Image.fromarray(image), (c * w, r * (h + label_h) + label_h))
+            draw.text((c * w + 4, r * (h + label_h) + 3), label, fill="black")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)

@@ -21,6 +21,7 @@ from panels import style as S
 from panels.i18n import english
 from tests.conftest import HANG_GUARD_S, free_port
 from vision_core import weights as W
+from vision_core._checks import ArgumentError
 from vision_core.models.style_networks import (
     STYLE_NETWORKS,
     efficientnet_lite0_taps,
@@ -184,3 +185,33 @@ def test_the_stop_button_is_active_only_while_the_session_runs_a_job(monkeypatch
     (note, button), = answered
     assert note == "" and button.interactive is False  # cleared once the job has ended
     assert S.stop_settled(me)[1].interactive is False  # nothing runs: at once
+
+
+# --- grain (issue 18, item 5) -----------------------------------------------------------------------
+
+def test_high_frequency_energy_sees_pixel_noise_not_broad_shapes():
+    from vision_core.style import high_frequency_energy
+
+    flat = torch.full((3, 32, 48), 0.5)
+    ramp = torch.linspace(0, 1, 48).expand(3, 32, 48)
+    checker = ((torch.arange(32)[:, None] + torch.arange(48)[None]) % 2).float().expand(3, 32, 48)
+    energy = high_frequency_energy(torch.stack([flat, ramp, checker]))
+    assert energy.shape == (3,) and float(energy[0]) == 0.0
+    assert float(energy[1]) < 1e-4 < 0.1 < float(energy[2])  # a smooth ramp vs one-pixel detail
+    as_uint8 = (checker * 255).round().to(torch.uint8)
+    assert torch.allclose(high_frequency_energy(as_uint8), energy[2:], rtol=1e-5)
+    assert torch.allclose(high_frequency_energy(as_uint8.permute(1, 2, 0).numpy()), energy[2:], rtol=1e-5)
+
+
+def test_grain_is_noise_beyond_what_the_sources_have():
+    from vision_core.style import grain
+
+    gen = torch.Generator().manual_seed(0)
+    photo = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 66, 98, generator=gen), 3, stride=1)[0]  # [3, 64, 96]
+    assert grain(photo, photo, photo) == pytest.approx(1.0, rel=1e-5)
+    noisy = (photo + 0.1 * torch.randn(photo.shape, generator=gen)).clamp(0, 1)
+    assert grain(noisy, photo, photo) > 3
+    big_style = torch.nn.functional.interpolate(photo[None], size=(128, 192), mode="bilinear")[0]
+    assert grain(photo, photo, big_style) <= 1.0 + 1e-5  # the style is resized to the result first
+    with pytest.raises(ArgumentError, match="result"):
+        grain(torch.zeros(2, 32, 32), photo, photo)

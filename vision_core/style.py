@@ -10,6 +10,8 @@ What the book builds, with its names where it has them:
   weights).
 * :func:`style_transfer` is the book's ``train`` run as a generator of :class:`Progress`
   records: Adam on the synthesised image alone (it starts as the content image), StepLR decay.
+* :func:`high_frequency_energy` and :func:`grain` (not the book's) measure pixel-scale noise in a
+  result against its sources: what a preset must keep low.
 
 The networks whose features it reads (the book's ``extract_features``: VGG-19, or the offline
 EfficientNet-Lite0) are in :mod:`vision_core.models.style_networks`.
@@ -48,6 +50,8 @@ __all__ = [
     "tv_loss",
     "compute_loss",
     "style_transfer",
+    "high_frequency_energy",
+    "grain",
 ]
 
 RGB_MEAN = torch.tensor(_runtime.IMAGENET_MEAN)  # ImageNet channel means of 0..1 pixels
@@ -197,6 +201,60 @@ def tv_loss(Y_hat: Tensor) -> Tensor:
     """
     return 0.5 * ((Y_hat[:, :, 1:, :] - Y_hat[:, :, :-1, :]).abs().mean()
                   + (Y_hat[:, :, :, 1:] - Y_hat[:, :, :, :-1]).abs().mean())
+
+
+def _as_float_images(img: Any, name: str) -> Tensor:
+    # uint8 [H, W, 3] array, uint8 / float Tensor[3, H, W] or [N, 3, H, W] -> float [N, 3, H, W] in 0..1.
+    if isinstance(img, np.ndarray):
+        img = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    if not isinstance(img, Tensor) or img.dim() not in (3, 4) or img.shape[-3] != 3:
+        raise _bad_image(name, img)
+    img = img[None] if img.dim() == 3 else img
+    return img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+
+
+def high_frequency_energy(img: Any) -> Tensor:
+    """How much of a picture is pixel-scale detail: the mean squared difference between it and its
+    3 x 3 box blur, over pixels and channels.
+
+    Fine grain or per-pixel colour noise raises it sharply; smooth regions, broad strokes and
+    edges a few pixels wide add little.
+
+    Args:
+        img: uint8 ``[H, W, 3]`` array, or ``Tensor[3, H, W]`` / ``Tensor[N, 3, H, W]`` (uint8, or
+            float in ``0..1``).
+
+    Returns:
+        Tensor[N]: float32, one value per picture (0 for a flat one).
+    """
+    X = _as_float_images(img, "img")
+    blurred = F.avg_pool2d(F.pad(X, (1, 1, 1, 1), mode="replicate"), 3, stride=1)  # [N, 3, H, W]
+    return torch.square(X - blurred).mean(dim=(1, 2, 3))
+
+
+def grain(result: Any, content: Any, style: Any) -> float:
+    """Pixel-scale noise a result has that neither of its sources has: :func:`high_frequency_energy`
+    of ``result`` over the larger of the content photo's and the style image's, each resized
+    (bilinear, antialiased) to the result's size first. Below 1 the result is no grainier than its
+    grainier source; the offline preset's speckle measured 2 to 5 (``benchmarks.style_grain``).
+
+    Args:
+        result, content, style: pictures as :func:`high_frequency_energy` takes them (one each).
+
+    Returns:
+        float: the ratio.
+    """
+    R = _as_float_images(result, "result")
+    size = R.shape[-2:]
+
+    def at_size(img: Any, name: str) -> Tensor:
+        X = _as_float_images(img, name)
+        return X if X.shape[-2:] == size else F.interpolate(X, size=size, mode="bilinear", antialias=True,
+                                                            align_corners=False)
+
+    sources = torch.maximum(high_frequency_energy(at_size(content, "content")),
+                            high_frequency_energy(at_size(style, "style")))
+    return float(high_frequency_energy(R)[0] / sources[0].clamp_min(1e-12))
 
 
 def compute_loss(X: Tensor, contents_Y_hat: Sequence[Tensor], styles_Y_hat: Sequence[Tensor],

@@ -367,6 +367,12 @@ def read_bananas(root: PathLike, split: str = "train", limit: int | None = None)
     rows = _read_label_csv(csv_path)
     if limit is not None:
         rows = rows[:_checks.check_int(limit, "limit", 1, 2**31 - 1)]
+    return _read_rows(folder, csv_path, rows)
+
+
+def _read_rows(folder: Path, csv_path: Path, rows: list[tuple[int, str, list[float]]]) -> tuple[Tensor, Tensor]:
+    """The images ``rows`` (from :func:`_read_label_csv`) name in ``folder/images``, and their labels:
+    ``(uint8 Tensor[N, 3, 256, 256], float32 Tensor[N, 1, 5])``, the corners divided by 256."""
     images = np.empty((len(rows), BANANA_SIZE, BANANA_SIZE, 3), np.uint8)
     for k, (line, name, _) in enumerate(rows):
         path = folder / "images" / name

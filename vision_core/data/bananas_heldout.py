@@ -50,7 +50,7 @@ from torch import Tensor
 from .. import _checks
 from . import _synth
 from ._synth import PathLike, ProgressCallback, smoothstep
-from .bananas import _HEADER, BANANA_SIZE, _read_image, _read_label_csv
+from .bananas import _HEADER, BANANA_SIZE, _read_image, _read_label_csv, _read_rows
 
 __all__ = [
     "HELDOUT_PHOTOS",
@@ -711,16 +711,7 @@ def read_heldout_bananas(root: PathLike) -> tuple[Tensor, Tensor]:
     csv_path = folder / "label.csv"
     if not csv_path.is_file():
         raise ValueError(f"{csv_path} not found: generate_heldout_bananas(root) writes it")
-    rows = _read_label_csv(csv_path)
-    images = np.empty((len(rows), _SIZE, _SIZE, 3), np.uint8)
-    for k, (line, name, _) in enumerate(rows):
-        path = folder / "images" / name
-        if not path.is_file():
-            raise ValueError(f"{csv_path}, line {line}: image {name!r} not found in {folder / 'images'}")
-        images[k] = _read_image(path)
-    labels = torch.tensor([values for _, _, values in rows], dtype=torch.float32)
-    labels[:, 1:] /= _SIZE
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels.unsqueeze(1)
+    return _read_rows(folder, csv_path, _read_label_csv(csv_path))
 
 
 def _image_order(path: Path) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""vision_core.data.augment: SSD-style augmentation of detection batches, and --augment in TinySSD training."""
+"""SSD's recipe beside the book's: augmentation of detection batches (vision_core.data.augment, --augment) and the hard-negative loss (--loss hard_negatives)."""
 
 from __future__ import annotations
 
@@ -404,3 +404,51 @@ def test_cli_train_with_augment_passes_it_and_records_it(tmp_path, monkeypatch, 
     row = json.loads((tmp_path / "manifest.json").read_text())["weights"][0]
     assert row["source"]["command"].endswith(" --device cpu --augment")
     assert "augmentation" in row["description"]
+
+
+# --- SSD's hard-negative loss -----------------------------------------------------------------------
+
+def _hard_negative_loss_by_hand(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks, neg_ratio=3.0):
+    # One image at a time, the paper's recipe spelled out: the reference the vectorised loss must equal.
+    out = []
+    for b in range(cls_preds.shape[0]):
+        ce = torch.nn.functional.cross_entropy(cls_preds[b], cls_labels[b], reduction="none")
+        positive = cls_labels[b] > 0
+        n = int(positive.sum())
+        k = max(1, int(neg_ratio * n)) if n else 1
+        background = sorted(((float(ce[a]), a) for a in range(len(ce)) if not positive[a]), reverse=True)[:k]
+        cls = float(ce[positive].sum()) + sum(v for v, _ in background)
+        l1 = float(((bbox_preds[b] - bbox_labels[b]).abs() * bbox_masks[b]).sum())
+        out.append((cls + l1) / max(n, 1))
+    return torch.tensor(out)
+
+
+def test_hard_negative_loss_counts_positives_and_three_times_as_many_hardest_negatives():
+    from vision_core.models.tiny_ssd import calc_loss, hard_negative_loss
+
+    gen = torch.Generator().manual_seed(0)
+    B, A = 3, 40
+    cls_preds = torch.randn(B, A, 2, generator=gen)
+    cls_labels = torch.zeros(B, A, dtype=torch.long)
+    cls_labels[0, [3, 7]] = 1  # 2 positives: 6 hard negatives
+    cls_labels[1, 10:25] = 1  # 15 positives: all 25 negatives
+    masks = cls_labels.repeat_interleave(4, dim=1).float()  # image 2: no positive at all
+    bbox_preds, bbox_labels = torch.randn(B, A * 4, generator=gen), torch.randn(B, A * 4, generator=gen)
+    loss = hard_negative_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, masks)
+    assert loss.shape == (B,)
+    torch.testing.assert_close(loss, _hard_negative_loss_by_hand(cls_preds, cls_labels, bbox_preds, bbox_labels, masks))
+    # Far above the book's, which averages the same errors over every anchor.
+    assert (loss > calc_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, masks)).all()
+
+
+def test_train_ssd_with_hard_negatives_runs_and_the_cli_records_it():
+    data = square_bananas(8)
+    torch.manual_seed(0)
+    records = list(ssd.train_ssd(data, net=fresh_net(), epochs=1, batch_size=4, device="cpu", loss="hard_negatives",
+                                 record_interval=0))
+    assert records[-1].done and math.isfinite(records[-1].metrics["loss"])
+    with pytest.raises(ArgumentError, match="loss"):
+        ssd.train_ssd(data, net=fresh_net(), loss="focal")
+    args = argparse.Namespace(epochs=1, batch_size=4, lr=0.001, seed=0, data_seed=0, device="cpu", optimizer="adamw",
+                              augment=True, loss="hard_negatives", data=None, init=None)
+    assert _train_command(args).endswith("--optimizer adamw --augment --loss hard_negatives")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,11 +34,14 @@ from ._runtime import autocast, eval_mode, net_device, to_device_layout
 from .anchors import multibox_detection, multibox_target
 from .data.augment import ssd_augment
 from .device import autocast_dtype, get_device, resolve_device
-from .models.tiny_ssd import BookMetrics, TinySSD, calc_loss, check_tiny_ssd
+from .models.tiny_ssd import BookMetrics, TinySSD, calc_loss, check_tiny_ssd, hard_negative_loss
 from .progress import Progress
 from .train.loop import OPTIMIZERS, EpochSteps, Updater, stream_epochs
 
 __all__ = ["INPUT_SIZE", "TinySSD", "train_ssd", "predict", "draw_detections", "evaluate_ssd"]
+
+# The training losses train_ssd offers: the book's, and SSD's hard-negative mining.
+LOSSES: dict[str, Callable[..., Tensor]] = {"book": calc_loss, "hard_negatives": hard_negative_loss}
 
 INPUT_SIZE = 256  # the banana images' side, and what :func:`predict` resizes to
 _MAX_DETECTIONS = 100  # COCO's largest maxDets: mAP never looks further down a ranking
@@ -93,8 +96,9 @@ def _add_batch(net: nn.Module, book: BookMetrics, X: Tensor, labels: Tensor,
 def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = None, *, net: TinySSD,
               epochs: int = 20, batch_size: int = 32, lr: float = 0.2, weight_decay: float = 5e-4,
               optimizer: str = "sgd", device: str | torch.device | None = None, seed: int = 0,
-              augment: bool = False, stop: threading.Event | None = None, preview_image: Tensor | None = None,
-              preview_threshold: float = 0.9, record_interval: float = 0.25) -> Iterator[Progress]:
+              augment: bool = False, loss: str = "book", stop: threading.Event | None = None,
+              preview_image: Tensor | None = None, preview_threshold: float = 0.9,
+              record_interval: float = 0.25) -> Iterator[Progress]:
     """Train ``net`` in place as the book does (SGD, the book's ``calc_loss``), streaming progress.
 
     ``optimizer="adamw"`` swaps the book's plain SGD for AdamW, the one departure offered:
@@ -147,6 +151,9 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
             keeps every box, horizontal flip and colour changes, per image, on the device:
             :func:`vision_core.data.augment.ssd_augment`, default settings). Validation and
             previews stay unaugmented. False (the default) is the book's training, unchanged.
+        loss (str): ``"book"`` (:func:`calc_loss`, the default) or ``"hard_negatives"`` (SSD's
+            :func:`~vision_core.models.tiny_ssd.hard_negative_loss`: positives and the 3 times as
+            many hardest background anchors). The book's metrics are the same either way.
         stop (threading.Event, optional): set it to stop after the current batch.
         preview_image (Tensor[3, H, W], optional): the image the previews show.
         preview_threshold (float): minimum score of a previewed box, in ``[0, 1]``.
@@ -169,6 +176,7 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
     optimizer = check_choice(optimizer, "optimizer", tuple(OPTIMIZERS))
     seed = check_int(seed, "seed", 0, 2**63 - 1)
     augment = check_bool(augment, "augment")
+    loss = check_choice(loss, "loss", tuple(LOSSES))
     preview_threshold = check_real(preview_threshold, "preview_threshold", 0.0, 1.0)
     record_interval = check_real(record_interval, "record_interval", 0.0, 3600.0)
     if preview_image is None and val is not None:
@@ -180,7 +188,7 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
 
     def start() -> _SSDEpochs:
         return _SSDEpochs(net, train, val, batch_size, lr, weight_decay, optimizer, device, seed, preview_image,
-                          preview_threshold, augment)
+                          preview_threshold, augment, LOSSES[loss])
 
     return stream_epochs(net, device, epochs, start, stop, record_interval)
 
@@ -191,7 +199,8 @@ class _SSDEpochs(EpochSteps):
 
     def __init__(self, net: TinySSD, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None,
                  batch_size: int, lr: float, weight_decay: float, optimizer: str, device: torch.device, seed: int,
-                 preview_image: Tensor | None, preview_threshold: float, augment: bool = False):
+                 preview_image: Tensor | None, preview_threshold: float, augment: bool = False,
+                 loss_fn: Callable[..., Tensor] = calc_loss):
         self.net, self.device, self.batch_size = net, device, batch_size
         self.amp = autocast_dtype(device)
         # Moved once: 1000 banana images are 197 MB as uint8; they become float per batch.
@@ -201,6 +210,7 @@ class _SSDEpochs(EpochSteps):
         self.shuffler = torch.Generator().manual_seed(seed)
         # A generator of its own: the shuffle order is the same with and without augmentation.
         self.augmenter = torch.Generator().manual_seed((seed + 1) % 2**63) if augment else None
+        self.loss_fn = loss_fn
         self.preview_image, self.preview_threshold = preview_image, preview_threshold
         self.batches = math.ceil(self.images.shape[0] / batch_size)
 
@@ -219,7 +229,7 @@ class _SSDEpochs(EpochSteps):
             X = to_device_layout(X, self.device)  # resampling may have dropped channels-last
         anchors, cls_preds, bbox_preds = _forward_float(self.net, X, self.amp)
         bbox_labels, bbox_masks, cls_labels = multibox_target(anchors, Y)
-        loss = calc_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks)  # [B]
+        loss = self.loss_fn(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks)  # [B]
         self.updater.step(loss.mean())
         with torch.no_grad():
             self.book.add(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks)

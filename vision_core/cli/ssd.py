@@ -36,6 +36,9 @@ def add_train_parser(models: argparse._SubParsersAction) -> None:
                      help="augment each training batch as SSD does: random zoom-out, crops that keep every banana, "
                      "horizontal flips and colour changes (vision_core.data.augment), seeded by --seed; the book "
                      "trains without (default: off)")
+    ssd.add_argument("--loss", choices=("book", "hard_negatives"), default="book",
+                     help="book: the book's calc_loss over all anchors; hard_negatives: SSD's, the positives and "
+                     "3 times as many of the hardest background anchors (default: book)")
     add_seed(ssd, help_text="seeds the initial weights, the shuffling and --augment (default: 0)")
     add_seed(ssd, "--data-seed", "seed of the generated banana data, cached on first use (default: 0)")
     ssd.add_argument("--data", type=Path, default=None, metavar="DIR",
@@ -72,6 +75,8 @@ def _train_command(args: argparse.Namespace) -> str:
         parts += ["--optimizer", args.optimizer]
     if args.augment:
         parts += ["--augment"]
+    if args.loss != "book":
+        parts += ["--loss", args.loss]
     if args.data is not None:
         parts += ["--data", str(args.data)]
     if args.init is not None:
@@ -149,7 +154,8 @@ def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     print(f"data: banana detection ({where}); device: {describe_device(device)}", file=sys.stderr)
     start = time.perf_counter()
     last = run_with_bar(train_ssd(train, val, net=net, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                  optimizer=args.optimizer, device=device, seed=args.seed, augment=args.augment))
+                                  optimizer=args.optimizer, device=device, seed=args.seed, augment=args.augment,
+                                  loss=args.loss))
     seconds = time.perf_counter() - start
     try:
         metrics = evaluate_ssd(net, *val, device=device)

@@ -37,6 +37,7 @@ __all__ = [
     "TinySSD",
     "check_tiny_ssd",
     "calc_loss",
+    "hard_negative_loss",
     "cls_eval",
     "bbox_eval",
     "BookMetrics",
@@ -202,6 +203,37 @@ def calc_loss(cls_preds: Tensor, cls_labels: Tensor, bbox_preds: Tensor, bbox_la
     cls = cls.reshape(batch_size, -1).mean(dim=1)
     bbox = F.l1_loss(bbox_preds * bbox_masks, bbox_labels * bbox_masks, reduction="none").mean(dim=1)
     return cls + bbox
+
+
+def hard_negative_loss(cls_preds: Tensor, cls_labels: Tensor, bbox_preds: Tensor, bbox_labels: Tensor,
+                       bbox_masks: Tensor, neg_ratio: float = 3.0) -> Tensor:
+    """SSD's loss (Liu et al. 2016, section 2.2), not the book's: cross-entropy over every positive
+    anchor and only the ``neg_ratio`` times as many background anchors the network finds hardest
+    (highest loss), plus L1 over the positives' offsets, both divided by the number of positives.
+
+    The book's :func:`calc_loss` averages over all anchors, about 20 of them positive per banana
+    against 5,400 background ones, so "background everywhere" is a deep, flat minimum; here each
+    image's background counts at most ``neg_ratio`` times its bananas. An image without a positive
+    anchor learns from its single hardest background anchor.
+
+    Args: as :func:`calc_loss`, and ``neg_ratio`` (float): hard negatives per positive, ``> 0``.
+
+    Returns:
+        Tensor[B]: each image's loss.
+    """
+    batch_size, num_classes = cls_preds.shape[0], cls_preds.shape[2]
+    cls = F.cross_entropy(cls_preds.reshape(-1, num_classes), cls_labels.reshape(-1),
+                          reduction="none").reshape(batch_size, -1)  # [B, A]
+    positive = cls_labels > 0  # [B, A]
+    num_pos = positive.sum(dim=1)  # [B]
+    # Rank the background anchors by their loss, hardest first; positives rank last.
+    background_loss = cls.detach().masked_fill(positive, -1.0)
+    rank = background_loss.argsort(dim=1, descending=True).argsort(dim=1)  # [B, A]
+    hard = (rank < (neg_ratio * num_pos).clamp(min=1)[:, None]) & ~positive  # [B, A]
+    denominator = num_pos.clamp(min=1).to(cls.dtype)
+    cls_loss = (cls * (positive | hard)).sum(dim=1) / denominator
+    bbox_loss = F.l1_loss(bbox_preds * bbox_masks, bbox_labels * bbox_masks, reduction="none").sum(dim=1) / denominator
+    return cls_loss + bbox_loss
 
 
 def _cls_correct(cls_preds: Tensor, cls_labels: Tensor) -> Tensor:

@@ -570,3 +570,52 @@ def test_shipped_checkpoint_meets_the_bar_on_the_synthetic_validation_split():
     # The manifest's numbers were measured on the float32 network before it was stored.
     assert result["mean_iou"] == pytest.approx(entry.metrics["test_mean_iou"], abs=5e-3)
     assert result["pixel_acc"] == pytest.approx(entry.metrics["test_acc"], abs=2e-3)
+
+
+def test_recolouring_turns_object_pixels_only():
+    from benchmarks.fcn_recolour import recolour_objects
+
+    images = torch.arange(2 * 3 * 2 * 2, dtype=torch.uint8).reshape(2, 3, 2, 2)
+    labels = torch.tensor([[[0, 3], [255, 20]], [[0, 0], [0, 5]]])
+    out = recolour_objects(images, labels, 1)
+    objects = (labels > 0) & (labels != 255)
+    assert torch.equal(out.permute(0, 2, 3, 1)[~objects], images.permute(0, 2, 3, 1)[~objects])
+    assert torch.equal(out.permute(0, 2, 3, 1)[objects], images.permute(0, 2, 3, 1)[objects][:, [1, 2, 0]])
+    assert torch.equal(recolour_objects(out, labels, 2), images)  # three turns of 120 degrees are a full circle
+
+
+def test_recolour_measure_counts_kept_object_pixels():
+    """measure()'s ``kept`` on a stand-in network whose answer is known: one that labels every
+    bright-red pixel 4 and everything else 0 keeps none of a red object's pixels after a hue turn,
+    and a network that ignores colour keeps all of them."""
+    from benchmarks.fcn_recolour import measure
+
+    class StandIn(nn.Module):
+        num_classes = 21
+
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros(1))  # predict_fcn runs a net on its parameters' device
+
+    class ByRed(StandIn):
+        def forward(self, x):  # x is ImageNet-normalised; red where R is high and G, B low
+            red = (x[:, 0] > 1.0) & (x[:, 1] < 0.0) & (x[:, 2] < 0.0)  # [N, H, W]
+            scores = torch.zeros(x.shape[0], 21, *x.shape[2:])
+            scores[:, 4] = red.float()
+            scores[:, 0] = 0.5
+            return scores
+
+    class Blind(StandIn):
+        def forward(self, x):
+            scores = torch.zeros(x.shape[0], 21, *x.shape[2:])
+            scores[:, 4, 8:24, 8:24] = 1.0
+            scores[:, 0] = 0.5
+            return scores
+
+    images = torch.full((2, 3, 32, 32), 100, dtype=torch.uint8)
+    images[:, :, 8:24, 8:24] = torch.tensor([230, 20, 20], dtype=torch.uint8)[:, None, None]
+    labels = torch.zeros(2, 32, 32, dtype=torch.int64)
+    labels[:, 8:24, 8:24] = 4
+    by_red, blind = measure(ByRed(), images, labels), measure(Blind(), images, labels)
+    assert by_red["miou"] == pytest.approx(1.0) and by_red["kept"] == 0.0 and by_red["miou_turn_1"] < 0.6
+    assert blind["kept"] == 1.0 and blind["miou_turn_1"] == pytest.approx(1.0)

@@ -90,7 +90,7 @@ def test_the_ssd_panels_stop_reaches_a_running_job_after_its_stored_network_was_
     # Drift fixed in issue 15: the SSD panel's eviction also dropped the session's Stop flag, so
     # Stop answered "Nothing is training in this session." while the job ran on.
     banana = torch.zeros(10, 3, 256, 256, dtype=torch.uint8), torch.zeros(10, 1, 5)
-    monkeypatch.setattr(ssd, "load_bananas", lambda split, limit=None: banana)
+    monkeypatch.setattr(ssd, "load_bananas", lambda root=None, split="train", limit=None: banana)
     monkeypatch.setattr(ssd, "train_ssd", _fake_train_ssd)
 
     def train(name):

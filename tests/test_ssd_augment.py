@@ -385,7 +385,7 @@ def test_cli_help_lists_augment(capsys):
 
 def test_train_command_records_augment():
     args = argparse.Namespace(epochs=2, batch_size=4, lr=0.2, seed=1, data_seed=0, device="cpu", optimizer="sgd",
-                              data=None, init=None, augment=True)
+                              data=None, init=None, augment=True, loss="book")
     assert _train_command(args) == ("python -m vision_core train ssd --epochs 2 --batch-size 4 --lr 0.2 --seed 1 "
                                     "--data-seed 0 --device cpu --augment")
     assert "--augment" not in _train_command(argparse.Namespace(**{**vars(args), "augment": False}))

@@ -170,8 +170,8 @@ class _FakeSet:
 @pytest.fixture
 def fake_training(monkeypatch):
     """Both panels' training with fake records and data; empty slots."""
-    monkeypatch.setattr(ssd, "load_bananas", lambda split, limit=None: (torch.zeros(10, 3, 256, 256, dtype=torch.uint8),
-                                                            torch.zeros(10, 1, 5)))
+    data = torch.zeros(10, 3, 256, 256, dtype=torch.uint8), torch.zeros(10, 1, 5)
+    monkeypatch.setattr(ssd, "load_bananas", lambda root=None, split="train", limit=None: data)
     monkeypatch.setattr(ssd, "train_ssd", lambda train, val, **kwargs: _fake_records(**kwargs))
     monkeypatch.setattr(training, "voc_root", lambda progress=None: None)
     monkeypatch.setattr(training, "VOCSegDataset", _FakeSet)

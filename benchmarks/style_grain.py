@@ -19,19 +19,13 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from PIL import Image
 
 from benchmarks.common import machine_line, print_table, save_labelled_grid
-from vision_core import weights
-from vision_core.examples import load_content_photo, load_style_image
-from vision_core.models.style_networks import (
-    LITE0_WEIGHTS,
-    STYLE_NETWORKS,
-    efficientnet_lite0_taps,
-)
-from vision_core.style import grain, style_transfer
+from benchmarks.style_taps import SHAPE, run_grid
+from vision_core.models.style_networks import STYLE_NETWORKS
+from vision_core.progress import Progress
+from vision_core.style import grain
 
-SHAPE = (192, 288)
 PRESET = {k: v for k, v in STYLE_NETWORKS["efficientnet_lite0"].preset.items() if k not in ("steps", "image_shape")}
 BEFORE = dict(content_weight=1.0, style_weight=1e4, tv_weight=10.0, lr=0.1, lr_decay_epoch=50,
               balance_style_layers=True)  # the offline preset until the grain was measured
@@ -45,11 +39,14 @@ SETTINGS = (
     ("TV 30000", dict(BEFORE, tv_weight=3e4)),
     ("TV 10^4.5", dict(BEFORE, tv_weight=10**4.5)),  # on the panel slider's 0.25 steps of log10
 )
-STYLES = ("swirl", "mosaic", "waves")
 
 
-def _tile(image: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(image).resize((SHAPE[1], SHAPE[0]), Image.BICUBIC))
+def _grain_and_losses(style_name: str, label: str, kwargs: dict, record: Progress, content: np.ndarray,
+                      style: np.ndarray) -> tuple[list[str], str]:
+    label += " (shipped)" if kwargs == PRESET else ""
+    m = record.metrics
+    return [style_name, label, f"{grain(record.preview, content, style):.2f}", f"{m['content']:.3g}",
+            f"{m['style']:.3g}"], label
 
 
 def main() -> None:
@@ -59,25 +56,9 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=None, metavar="LABEL",
                         help="run only these settings (their labels, as printed; default: all)")
     args = parser.parse_args()
-    settings = [s for s in SETTINGS if args.settings is None or s[0] in args.settings]
-    state = weights.load_state_dict(LITE0_WEIGHTS)
+    settings = [(label, kwargs, {}) for label, kwargs in SETTINGS if args.settings is None or label in args.settings]
     print(machine_line())
-    content = load_content_photo("chelsea")
-    rows, grid = [], []
-    for style_name in STYLES:
-        style = load_style_image(style_name)
-        tiles = [("content: chelsea", _tile(content)), (f"style: {style_name}", _tile(style))]
-        for label, kwargs in settings:
-            taps = efficientnet_lite0_taps(state)
-            for record in style_transfer(content, style, taps, steps=args.steps, image_shape=SHAPE, device="cpu",
-                                         frame_interval=3600, **kwargs):
-                pass
-            m = record.metrics
-            shipped = " (shipped)" if kwargs == PRESET else ""
-            rows.append([style_name, label + shipped, f"{grain(record.preview, content, style):.2f}",
-                         f"{m['content']:.3g}", f"{m['style']:.3g}"])
-            tiles.append((label + shipped, record.preview))
-        grid.append(tiles)
+    rows, grid = run_grid(settings, args.steps, _grain_and_losses)
     print(f"EfficientNet-Lite0, {args.steps} steps at {SHAPE[0]} x {SHAPE[1]}, cpu")
     print_table(rows, ["style", "setting", "grain (x the grainier source)", "content loss", "style loss"])
     save_labelled_grid(grid, SHAPE, args.out)

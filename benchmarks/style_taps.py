@@ -13,6 +13,7 @@ measured its grain and raised its TV weight.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -21,6 +22,7 @@ from benchmarks.common import machine_line, print_table, save_labelled_grid
 from vision_core import weights
 from vision_core.examples import load_content_photo, load_style_image
 from vision_core.models.style_networks import LITE0_WEIGHTS, efficientnet_lite0_taps
+from vision_core.progress import Progress
 from vision_core.style import style_transfer
 
 SHAPE = (192, 288)
@@ -37,9 +39,51 @@ SETTINGS = (
 )
 STYLES = ("swirl", "mosaic", "waves")
 
+# describe(style name, setting label, style_transfer arguments, last record, content, style)
+# -> (the table's row, the tile's label)
+Describe = Callable[[str, str, dict, Progress, np.ndarray, np.ndarray], tuple[list[str], str]]
+
 
 def _tile(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((SHAPE[1], SHAPE[0]), Image.BICUBIC))
+
+
+def run_grid(settings: Sequence[tuple[str, dict, dict]], steps: int,
+             describe: Describe) -> tuple[list[list[str]], list[list[tuple[str, np.ndarray]]]]:
+    """Stylise chelsea with each of :data:`STYLES` under each setting: EfficientNet-Lite0, ``steps``
+    steps at :data:`SHAPE`, on the CPU (deterministic there).
+
+    Args:
+        settings: ``(label, style_transfer arguments, efficientnet_lite0_taps arguments)`` triples.
+        steps (int): steps per run.
+        describe: turns each finished run into its table row and its tile's label.
+
+    Returns:
+        (rows, grid): the table's rows, and per style the content, the style and a tile per setting,
+        as :func:`benchmarks.common.save_labelled_grid` takes them.
+    """
+    state = weights.load_state_dict(LITE0_WEIGHTS)
+    content = load_content_photo("chelsea")
+    rows, grid = [], []
+    for style_name in STYLES:
+        style = load_style_image(style_name)
+        tiles = [("content: chelsea", _tile(content)), (f"style: {style_name}", _tile(style))]
+        for label, kwargs, tap_kwargs in settings:
+            taps = efficientnet_lite0_taps(state, **tap_kwargs)
+            for record in style_transfer(content, style, taps, steps=steps, image_shape=SHAPE, device="cpu",
+                                         frame_interval=3600, **kwargs):
+                pass
+            row, tile_label = describe(style_name, label, kwargs, record, content, style)
+            rows.append(row)
+            tiles.append((tile_label, record.preview))
+        grid.append(tiles)
+    return rows, grid
+
+
+def _losses(style_name: str, label: str, kwargs: dict, record: Progress, content: np.ndarray,
+            style: np.ndarray) -> tuple[list[str], str]:
+    m = record.metrics
+    return [style_name, label, f"{m['content']:.3g}", f"{m['style']:.3g}", f"{m['tv']:.3g}"], label
 
 
 def main() -> None:
@@ -47,22 +91,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="steps per run (default: 300)")
     parser.add_argument("--out", default="docs/style-offline-comparison.png", help="where to write the picture")
     args = parser.parse_args()
-    state = weights.load_state_dict(LITE0_WEIGHTS)
     print(machine_line())  # the losses are deterministic on a CPU, but name the machine they came from
-    content = load_content_photo("chelsea")
-    rows, grid = [], []
-    for style_name in STYLES:
-        style = load_style_image(style_name)
-        tiles = [("content: chelsea", _tile(content)), (f"style: {style_name}", _tile(style))]
-        for label, kwargs, tap_kwargs in SETTINGS:
-            taps = efficientnet_lite0_taps(state, **tap_kwargs)
-            for record in style_transfer(content, style, taps, steps=args.steps, image_shape=SHAPE, device="cpu",
-                                         frame_interval=3600, **kwargs):
-                pass
-            m = record.metrics
-            rows.append([style_name, label, f"{m['content']:.3g}", f"{m['style']:.3g}", f"{m['tv']:.3g}"])
-            tiles.append((label, record.preview))
-        grid.append(tiles)
+    rows, grid = run_grid(SETTINGS, args.steps, _losses)
     print(f"EfficientNet-Lite0, {args.steps} steps at {SHAPE[0]} x {SHAPE[1]}, cpu")
     print_table(rows, ["style", "setting", "content loss", "style loss", "TV loss"])
     save_labelled_grid(grid, SHAPE, args.out)

@@ -424,11 +424,13 @@ def rerun_on_picture_changes(fn: Callable, inputs: Sequence[Any], outputs: Seque
     when a control moves (the last position only), a picture is uploaded or ``pick`` puts the
     chosen example in ``image``.
 
-    An upload also empties ``example``, which would otherwise still name the example it replaced;
-    ``pick`` listens to ``example.input`` (a person's choice only), so emptying it loads nothing."""
-    for control in controls:
-        control.input(fn, inputs, outputs, api_visibility="private", trigger_mode="always_last")
-    image.upload(fn, inputs, outputs, api_visibility="private")
+    The controls and the upload share one event, so that one run never overtakes another: as two
+    events, a slow run for an upload finished after the run for a control moved meanwhile, and its
+    older answer stayed on the page. An upload also empties ``example``, which would otherwise
+    still name the example it replaced; ``pick`` listens to ``example.input`` (a person's choice
+    only), so emptying it loads nothing."""
+    gr.on([*(control.input for control in controls), image.upload], fn, inputs, outputs, api_visibility="private",
+          trigger_mode="always_last")
     image.upload(lambda: None, None, example, api_visibility="private")
     example.input(pick, example, image, api_visibility="private").then(fn, inputs, outputs, api_visibility="private")
 

@@ -130,14 +130,15 @@ def _patient_launch_check():
 
 
 @contextlib.contextmanager
-def serving(build):
-    """A Blocks app holding what ``build()`` lays out (one panel), launched in this process; yields its URL."""
+def serving(build, **queue_options):
+    """A Blocks app holding what ``build()`` lays out (one panel), launched in this process with
+    ``demo.queue(**queue_options)``; yields its URL."""
     import gradio as gr
 
     with gr.Blocks() as demo:
         build()
     with _patient_launch_check():
-        demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+        demo.queue(**queue_options).launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url
     finally:

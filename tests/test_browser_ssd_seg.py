@@ -98,8 +98,8 @@ def test_ssd_explains_an_empty_detection_list(opened: Page, tmp_path):
     path = tmp_path / "grey.png"
     Image.fromarray(np.full((256, 320, 3), 128, np.uint8)).save(path)
     opened.locator("#ssd-image input[type=file]").set_input_files(str(path))
-    # The upload's own detection (still at threshold 1) first: a slider moved while it runs can be
-    # answered before it, and its late result would then overwrite the threshold-0 one.
+    # The upload's own detection, still at threshold 1 (test_browser_rerun checks that a threshold
+    # moved while it runs is answered after it).
     expect(opened.locator("#ssd-summary")).to_contain_text("0 detections with score ≥ 1 — no anchor reaches")
     set_slider(opened, "Score threshold (the book: 0.9)", 0)
     expect(opened.locator("#ssd-summary")).to_contain_text(

@@ -33,6 +33,8 @@ from vision_core.data.voc_synthetic import generate_voc_synthetic
 from vision_core.weights import WeightsError, get_entry
 
 EPOCH_KEYS = {"epoch", "loss", "examples_per_s", "train_acc", "train_mean_iou", "test_acc", "test_mean_iou"}
+RECOLOUR_IMAGES = 40  # val images segmented three times each (as they are, hue +120, +240)
+RECOLOUR_BAR = {"kept": 0.90, "miou_turned": 0.80}
 H, W = 64, 96  # tiny crops, multiples of the FCN's stride 32
 
 
@@ -570,6 +572,19 @@ def test_shipped_checkpoint_meets_the_bar_on_the_synthetic_validation_split():
     # The manifest's numbers were measured on the float32 network before it was stored.
     assert result["mean_iou"] == pytest.approx(entry.metrics["test_mean_iou"], abs=5e-3)
     assert result["pixel_acc"] == pytest.approx(entry.metrics["test_acc"], abs=2e-3)
+
+
+def test_shipped_checkpoint_reads_shapes_not_colours():
+    """Issue 18, item 3: turning every object's hue by 120 or 240 degrees keeps most of its pixels'
+    classes (the FCN trained on generator v1, where each class had one hue, kept 4 %)."""
+    from benchmarks.fcn_recolour import load_val, measure
+
+    net, entry = checkpoints.load_fcn()
+    images, labels = load_val(limit=RECOLOUR_IMAGES)
+    metrics = measure(net, images, labels)
+    assert metrics["kept"] >= RECOLOUR_BAR["kept"]
+    assert min(metrics["miou_turn_1"], metrics["miou_turn_2"]) >= RECOLOUR_BAR["miou_turned"]
+    assert metrics["kept"] == pytest.approx(entry.metrics["recolour_kept"], abs=5e-3)  # the manifest tells the truth
 
 
 def test_recolouring_turns_object_pixels_only():

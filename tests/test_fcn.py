@@ -119,6 +119,44 @@ def test_state_dict_matches_the_books_sequential():
         assert torch.equal(ours.eval()(x), book.eval()(x))
 
 
+def test_cpu_autocast_keeps_the_transposed_convolution_in_float32():
+    # bfloat16 speeds the trunk up on CPUs with AMX, but oneDNN's bfloat16 kernel for the 64 x 64
+    # transposed convolution is far slower than float32: that layer leaves the autocast.
+    net = fresh_net().eval()
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, out):
+            seen[name] = (inputs[0].dtype, out.dtype)
+        return hook
+
+    net.final_conv.register_forward_hook(record("final"))
+    net.transpose_conv.register_forward_hook(record("up"))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = net(x)
+    assert seen == {"final": (torch.bfloat16, torch.bfloat16), "up": (torch.float32, torch.float32)}
+    assert scores.dtype == torch.float32 and scores.shape == (1, 21, 64, 96)
+    with torch.no_grad():
+        full = net(x)
+    # The same network within bfloat16's precision (8 bits of mantissa through 18 layers).
+    assert (scores.argmax(1) == full.argmax(1)).float().mean() > 0.9
+    assert torch.allclose(scores, full, atol=0.1 * full.abs().max().item())
+
+
+def test_train_fcn_in_cpu_bfloat16_learns_a_fixed_batch_with_float32_weights():
+    images, labels = squares(8)
+    losses = {}
+    for bf16 in (False, True):
+        net = fresh_net()
+        records = list(fcn.train_fcn((images, labels), net=net, epochs=6, batch_size=8, optimizer="adamw",
+                                     device="cpu", preview=False, cpu_bfloat16=bf16))
+        losses[bf16] = [r.metrics["loss"] for r in records if "epoch" in r.metrics]
+        assert all(p.dtype == torch.float32 for p in net.parameters())  # autocast: the weights stay float32
+    assert losses[True][-1] < 0.5 * losses[True][0]
+    assert losses[True][0] == pytest.approx(losses[False][0], rel=0.05)  # the same start, in bfloat16's precision
+
+
 def test_slices_are_plain_sequentials_of_the_same_modules():
     net = fresh_net()
     trunk = net[:8]
@@ -540,6 +578,37 @@ def test_cli_train_fcn_forwards_to_the_script_and_segment_uses_the_weights(voc_d
     shares = [float(line.split()[-1].rstrip("%")) for line in printed.splitlines() if line.endswith("%")]
     assert shares and sum(shares) == pytest.approx(100, abs=0.1)
     assert Image.open(out).size == (70, 50)
+
+
+def test_cli_train_fcn_synthetic_train_and_cpu_bfloat16_reach_the_library(monkeypatch, tmp_path, capsys):
+    from vision_core.data import voc_synthetic
+
+    seen = {}
+    small = generate_voc_synthetic(tmp_path / "voc", seed=0, num_train=4, num_val=4, height=H, width=W)
+
+    def fake_dir(seed=0, *, num_train=600, **kwargs):
+        seen["dir"] = (seed, num_train)
+        return small
+
+    def fake_train(*args, **kwargs):
+        seen["cpu_bfloat16"] = kwargs["cpu_bfloat16"]
+        return iter(())
+
+    monkeypatch.setattr(voc_synthetic, "synthetic_voc_dir", fake_dir)
+    monkeypatch.setattr(fcn, "train_fcn", fake_train)
+    assert main(["train", "fcn", "--synthetic-train", "3000", "--crop", str(H), str(W), "--epochs", "1",
+                 "--batch-size", "4", "--device", "cpu", "--cpu-bfloat16", "--save", "fcn_x",
+                 "--weights-dir", str(tmp_path)]) == 0
+    assert seen == {"dir": (0, 3000), "cpu_bfloat16": True}
+    entry = get_entry("fcn_x", tmp_path)
+    assert entry.source["data"] == "vision_core.data.voc_synthetic v2, 3000 train / 100 val, 320 x 480"
+    assert "--synthetic-train 3000" in entry.source["command"] and "--cpu-bfloat16" in entry.source["command"]
+    with pytest.raises(SystemExit):
+        main(["train", "fcn", "--synthetic-train", "0"])
+    assert "synthetic train images" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "fcn", "--synthetic-train", "900", "--voc-dir", str(small)])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_cli_segment_and_data_voc_explain_what_is_missing(tmp_path, capsys, monkeypatch):

@@ -44,3 +44,7 @@ def test_autocast_dtype(monkeypatch):
     assert dev.autocast_dtype(torch.device("cuda")) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert dev.autocast_dtype(torch.device("cuda")) == torch.float16
+    # Asked for: bfloat16 on the CPU; the other devices keep their choice.
+    assert dev.autocast_dtype(torch.device("cpu"), cpu_bfloat16=True) == torch.bfloat16
+    assert dev.autocast_dtype(torch.device("cuda"), cpu_bfloat16=True) == torch.float16
+    assert dev.autocast_dtype(torch.device("mps"), cpu_bfloat16=True) is None

@@ -33,6 +33,8 @@ from vision_core.data.voc_synthetic import generate_voc_synthetic
 from vision_core.weights import WeightsError, get_entry
 
 EPOCH_KEYS = {"epoch", "loss", "examples_per_s", "train_acc", "train_mean_iou", "test_acc", "test_mean_iou"}
+RECOLOUR_IMAGES = 40  # val images segmented three times each (as they are, hue +120, +240)
+RECOLOUR_BAR = {"kept": 0.90, "miou_turned": 0.80}
 H, W = 64, 96  # tiny crops, multiples of the FCN's stride 32
 
 
@@ -115,6 +117,44 @@ def test_state_dict_matches_the_books_sequential():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(ours.eval()(x), book.eval()(x))
+
+
+def test_cpu_autocast_keeps_the_transposed_convolution_in_float32():
+    # bfloat16 speeds the trunk up on CPUs with AMX, but oneDNN's bfloat16 kernel for the 64 x 64
+    # transposed convolution is far slower than float32: that layer leaves the autocast.
+    net = fresh_net().eval()
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, out):
+            seen[name] = (inputs[0].dtype, out.dtype)
+        return hook
+
+    net.final_conv.register_forward_hook(record("final"))
+    net.transpose_conv.register_forward_hook(record("up"))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = net(x)
+    assert seen == {"final": (torch.bfloat16, torch.bfloat16), "up": (torch.float32, torch.float32)}
+    assert scores.dtype == torch.float32 and scores.shape == (1, 21, 64, 96)
+    with torch.no_grad():
+        full = net(x)
+    # The same network within bfloat16's precision (8 bits of mantissa through 18 layers).
+    assert (scores.argmax(1) == full.argmax(1)).float().mean() > 0.9
+    assert torch.allclose(scores, full, atol=0.1 * full.abs().max().item())
+
+
+def test_train_fcn_in_cpu_bfloat16_learns_a_fixed_batch_with_float32_weights():
+    images, labels = squares(8)
+    losses = {}
+    for bf16 in (False, True):
+        net = fresh_net()
+        records = list(fcn.train_fcn((images, labels), net=net, epochs=6, batch_size=8, optimizer="adamw",
+                                     device="cpu", preview=False, cpu_bfloat16=bf16))
+        losses[bf16] = [r.metrics["loss"] for r in records if "epoch" in r.metrics]
+        assert all(p.dtype == torch.float32 for p in net.parameters())  # autocast: the weights stay float32
+    assert losses[True][-1] < 0.5 * losses[True][0]
+    assert losses[True][0] == pytest.approx(losses[False][0], rel=0.05)  # the same start, in bfloat16's precision
 
 
 def test_slices_are_plain_sequentials_of_the_same_modules():
@@ -540,6 +580,37 @@ def test_cli_train_fcn_forwards_to_the_script_and_segment_uses_the_weights(voc_d
     assert Image.open(out).size == (70, 50)
 
 
+def test_cli_train_fcn_synthetic_train_and_cpu_bfloat16_reach_the_library(monkeypatch, tmp_path, capsys):
+    from vision_core.data import voc_synthetic
+
+    seen = {}
+    small = generate_voc_synthetic(tmp_path / "voc", seed=0, num_train=4, num_val=4, height=H, width=W)
+
+    def fake_dir(seed=0, *, num_train=600, **kwargs):
+        seen["dir"] = (seed, num_train)
+        return small
+
+    def fake_train(*args, **kwargs):
+        seen["cpu_bfloat16"] = kwargs["cpu_bfloat16"]
+        return iter(())
+
+    monkeypatch.setattr(voc_synthetic, "synthetic_voc_dir", fake_dir)
+    monkeypatch.setattr(fcn, "train_fcn", fake_train)
+    assert main(["train", "fcn", "--synthetic-train", "3000", "--crop", str(H), str(W), "--epochs", "1",
+                 "--batch-size", "4", "--device", "cpu", "--cpu-bfloat16", "--save", "fcn_x",
+                 "--weights-dir", str(tmp_path)]) == 0
+    assert seen == {"dir": (0, 3000), "cpu_bfloat16": True}
+    entry = get_entry("fcn_x", tmp_path)
+    assert entry.source["data"] == "vision_core.data.voc_synthetic v2, 3000 train / 100 val, 320 x 480"
+    assert "--synthetic-train 3000" in entry.source["command"] and "--cpu-bfloat16" in entry.source["command"]
+    with pytest.raises(SystemExit):
+        main(["train", "fcn", "--synthetic-train", "0"])
+    assert "synthetic train images" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "fcn", "--synthetic-train", "900", "--voc-dir", str(small)])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_cli_segment_and_data_voc_explain_what_is_missing(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
@@ -570,6 +641,19 @@ def test_shipped_checkpoint_meets_the_bar_on_the_synthetic_validation_split():
     # The manifest's numbers were measured on the float32 network before it was stored.
     assert result["mean_iou"] == pytest.approx(entry.metrics["test_mean_iou"], abs=5e-3)
     assert result["pixel_acc"] == pytest.approx(entry.metrics["test_acc"], abs=2e-3)
+
+
+def test_shipped_checkpoint_reads_shapes_not_colours():
+    """Issue 18, item 3: turning every object's hue by 120 or 240 degrees keeps most of its pixels'
+    classes (the FCN trained on generator v1, where each class had one hue, kept 4 %)."""
+    from benchmarks.fcn_recolour import load_val, measure
+
+    net, entry = checkpoints.load_fcn()
+    images, labels = load_val(limit=RECOLOUR_IMAGES)
+    metrics = measure(net, images, labels)
+    assert metrics["kept"] >= RECOLOUR_BAR["kept"]
+    assert min(metrics["miou_turn_1"], metrics["miou_turn_2"]) >= RECOLOUR_BAR["miou_turned"]
+    assert metrics["kept"] == pytest.approx(entry.metrics["recolour_kept"], abs=5e-3)  # the manifest tells the truth
 
 
 def test_recolouring_turns_object_pixels_only():

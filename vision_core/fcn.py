@@ -224,7 +224,7 @@ def train_fcn(train: SegData, test: SegData | None = None, *, net: FCN, epochs: 
               batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-3, optimizer: str = "sgd",
               device: str | torch.device | None = None, seed: int = 0,
               stop: threading.Event | None = None, preview: bool | Tensor = True,
-              record_interval: float = 0.25) -> Iterator[Progress]:
+              record_interval: float = 0.25, cpu_bfloat16: bool = False) -> Iterator[Progress]:
     """Train ``net`` in place with the book's recipe, streaming progress.
 
     The book's ``train_ch13`` for FCN: SGD (lr 1e-3, weight decay 1e-3), :func:`fcn_loss`
@@ -269,7 +269,7 @@ def train_fcn(train: SegData, test: SegData | None = None, *, net: FCN, epochs: 
     On CUDA: autocast with :func:`vision_core.device.autocast_dtype`, channels-last, a
     GradScaler only for float16, photos moved as uint8 and normalised on the GPU; GPU memory is
     released when the generator ends or is closed. On the CPU: float32 and deterministic for a
-    given ``seed`` and initial ``net``.
+    given ``seed`` and initial ``net``, unless ``cpu_bfloat16``.
 
     Args:
         train (Dataset or (Tensor[N, 3, H, W], Tensor[N, H, W])): a :class:`VOCSegDataset`, any
@@ -290,6 +290,9 @@ def train_fcn(train: SegData, test: SegData | None = None, *, net: FCN, epochs: 
         preview (bool or Tensor[3, H, W]): True: previews of the first test item (the first
             training item without ``test``); False: none; a uint8 photo: previews of it.
         record_interval (float): seconds between in-epoch records, in ``[0, 3600]``.
+        cpu_bfloat16 (bool): on the CPU, train and evaluate under bfloat16 autocast (the
+            transposed convolution stays float32): about 1.7 times the float32 speed on a Xeon
+            with AMX, slower on CPUs without bfloat16 instructions. Ignored on other devices.
 
     Returns:
         Iterator[Progress]: the records.
@@ -317,8 +320,10 @@ def train_fcn(train: SegData, test: SegData | None = None, *, net: FCN, epochs: 
     _check_preview(preview)
     device = get_device() if device is None else resolve_device(device)
 
+    amp = autocast_dtype(device, cpu_bfloat16=bool(cpu_bfloat16))
+
     def start() -> _FCNEpochs:
-        return _FCNEpochs(net, train, test, batch_size, lr, weight_decay, optimizer, device, seed, preview)
+        return _FCNEpochs(net, train, test, batch_size, lr, weight_decay, optimizer, device, seed, preview, amp)
 
     return stream_epochs(net, device, epochs, start, stop, record_interval)
 
@@ -327,10 +332,11 @@ class _FCNEpochs(EpochSteps):
     """The book's FCN epoch: shuffled crops dealt out to the processes, its loss, pixel metrics, previews."""
 
     def __init__(self, net: FCN, train: Dataset, test: Dataset | None, batch_size: int, lr: float,
-                 weight_decay: float, optimizer: str, device: torch.device, seed: int, preview: bool | Tensor):
+                 weight_decay: float, optimizer: str, device: torch.device, seed: int, preview: bool | Tensor,
+                 amp: torch.dtype | None):
         self.net, self.test, self.device, self.seed, self.preview = net, test, device, seed, preview
         self.rank, world = distributed.rank(), distributed.world_size()
-        self.amp = autocast_dtype(device)
+        self.amp = amp
         self.model = distributed.wrap(net, device)
         self.stop_group = distributed.stop_group()
         self.updater = Updater(optimizer, net.parameters(), lr, weight_decay, device, self.amp)

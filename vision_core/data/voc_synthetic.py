@@ -34,26 +34,26 @@ __all__ = ["SYNTH_CLASSES", "generate_voc_synthetic", "synthetic_voc_dir"]
 
 # Synthetic objects: (VOC index, VOC name, what is drawn). Keeping VOC's indices means one
 # 21-class model and one legend serve both data sets; the shapes only loosely suggest the names.
-# Class identity depends on shape *and* colour family *and* texture, consistently.
+# Only the shape names the class: every object gets a random hue and one of five textures
+# (shaded, striped, glossy, mottled, framed), so that a network cannot label by colour.
 SYNTH_CLASSES = (
     (0, "background", "desaturated crops of scikit-image photos, or gradients, clouds, stripes, checkers"),
-    (3, "bird", "yellow crescent, shaded along its length, darker tips"),
-    (4, "boat", "red-orange triangle with stripes parallel to one side"),
-    (5, "bottle", "teal capsule (stadium) with cylindrical shading and a highlight"),
-    (16, "potted plant", "green disc with mottled (value-noise) texture"),
-    (20, "tv/monitor", "blue rectangle: dark frame around a scan-lined screen"),
+    (3, "bird", "crescent, half moon to thin sickle"),
+    (4, "boat", "triangle, equilateral to long and narrow"),
+    (5, "bottle", "capsule (stadium), slim to stout"),
+    (16, "potted plant", "disc, round or slightly oval"),
+    (20, "tv/monitor", "rectangle, square to wide, sharp or rounded corners"),
 )
 # Part of the cache folder's name: bump it whenever the generator draws different images for
 # the same seed, so that nobody trains on a stale cache.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _DEFAULTS = {"num_train": 600, "num_val": 100, "height": 320, "width": 480}
 
-# A shape: (rng, u, v, radius) -> (signed distance in pixels, negative inside; RGB colour).
-# (u, v) are pixel-centre coordinates in the object's own rotated frame, origin at its centre;
-# `radius` is half the object's extent. Textures live in that frame so they turn with the shape.
-_Drawn = tuple[np.ndarray, np.ndarray]
-_Shape = Callable[[np.random.Generator, np.ndarray, np.ndarray, float], _Drawn]
+# A shape: (rng, u, v, radius) -> signed distance in pixels, negative inside. (u, v) are
+# pixel-centre coordinates in the object's own rotated frame, origin at its centre; `radius` is
+# half the object's extent. Textures live in that frame so they turn with the shape.
+_Shape = Callable[[np.random.Generator, np.ndarray, np.ndarray, float], np.ndarray]
 
 
 def _check_args(seed: int, num_train: int, num_val: int, height: int, width: int) -> tuple[int, ...]:
@@ -90,30 +90,18 @@ def _background(rng: np.random.Generator, photos: Sequence[Image.Image], height:
     return np.clip(image + grain, 0.0, 1.0).astype(np.float32)
 
 
-def _hsv(rng: np.random.Generator, hue: tuple[float, float], sat: tuple[float, float],
-         val: tuple[float, float]) -> np.ndarray:
-    h, s, v = rng.uniform(*hue) / 360.0 % 1.0, rng.uniform(*sat), rng.uniform(*val)
-    return np.array(colorsys.hsv_to_rgb(h, s, v), np.float32)
+def _crescent(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> np.ndarray:
+    """Bird: a crescent, from a thick half moon to a thin sickle."""
+    inner = radius * rng.uniform(0.72, 0.92)
+    shift = radius * rng.uniform(0.32, 0.6)
+    return np.maximum(np.hypot(u, v) - radius, inner - np.hypot(u - shift, v))
 
 
-def _crescent(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> _Drawn:
-    """Bird: a yellow crescent, shaded along its length, darker at the horns."""
-    inner = radius * rng.uniform(0.78, 0.92)
-    shift = radius * rng.uniform(0.38, 0.55)
-    dist = np.maximum(np.hypot(u, v) - radius, inner - np.hypot(u - shift, v))
-    colour = _hsv(rng, (46, 60), (0.75, 1.0), (0.85, 1.0))
-    along = v / radius  # -1..1 from horn to horn
-    shade = 0.75 + 0.25 * np.cos(along * rng.uniform(1.0, 1.6) + rng.uniform(-0.4, 0.4))
-    rgb = colour * shade[..., None]
-    tip = smoothstep(0.6, 0.95, np.abs(along))
-    return dist, rgb * (1.0 - 0.45 * tip[..., None])
-
-
-def _triangle(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> _Drawn:
-    """Boat: a red-orange triangle, striped parallel to one side."""
-    angles = np.array([0.0, 2 * math.pi / 3, 4 * math.pi / 3]) + rng.uniform(-0.3, 0.3, 3)
+def _triangle(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> np.ndarray:
+    """Boat: a triangle, from equilateral to long and narrow."""
+    angles = np.array([0.0, 2 * math.pi / 3, 4 * math.pi / 3]) + rng.uniform(-0.45, 0.45, 3)
     angles[0] = 0.0
-    reach = radius * rng.uniform(0.85, 1.0, 3)
+    reach = radius * rng.uniform(0.75, 1.0, 3)
     corners = np.stack([reach * np.cos(angles), reach * np.sin(angles)], 1)  # counter-clockwise
     dist = np.full(u.shape, -np.inf, np.float32)
     for k in range(3):
@@ -122,49 +110,91 @@ def _triangle(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: fl
         # Distance to the edge's line, positive outside: exact near the edges (what antialiasing
         # needs), an underestimate near the outside of the corners; the sign is exact everywhere.
         dist = np.maximum(dist, -(edge[0] * (v - a[1]) - edge[1] * (u - a[0])))
-    colour = _hsv(rng, (0, 20), (0.75, 1.0), (0.75, 1.0))
-    a, b = corners[1], corners[2]
-    normal = np.array([b[1] - a[1], a[0] - b[0]]) / np.linalg.norm(b - a)
-    phase = (u * normal[0] + v * normal[1]) / rng.uniform(7.0, 14.0)  # stripes parallel to side 1-2
-    stripes = 0.5 + 0.5 * np.sin(2 * math.pi * phase)
-    return dist, colour * (1.0 - 0.35 * smoothstep(0.3, 0.7, stripes))[..., None]
+    return dist
 
 
-def _capsule(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> _Drawn:
-    """Bottle: a teal capsule with cylindrical shading and a highlight."""
-    thick = radius * rng.uniform(0.3, 0.42)
+def _capsule(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> np.ndarray:
+    """Bottle: a capsule (stadium), slim to stout."""
+    thick = radius * rng.uniform(0.26, 0.45)
     half = radius - thick
-    dist = np.hypot(np.maximum(np.abs(u) - half, 0.0), v) - thick
-    colour = _hsv(rng, (165, 190), (0.6, 0.95), (0.65, 0.95))
-    across = np.clip(v / thick, -1.0, 1.0)
+    return np.hypot(np.maximum(np.abs(u) - half, 0.0), v) - thick
+
+
+def _disc(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> np.ndarray:
+    """Potted plant: a disc or a slightly oval one."""
+    squash = rng.uniform(0.8, 1.0)
+    # Not the exact distance to an ellipse, but exact on the axes and within a few per cent
+    # elsewhere for squash >= 0.8: enough for a one-pixel antialiased edge.
+    return (np.hypot(u, v / squash) - radius) * squash
+
+
+def _rectangle(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> np.ndarray:
+    """Tv/monitor: a rectangle, square to wide, its corners sharp to slightly rounded."""
+    aspect = rng.uniform(1.1, 1.9)
+    half_u, half_v = radius * np.array([aspect, 1.0]) / math.hypot(aspect, 1.0)
+    round_ = half_v * rng.uniform(0.0, 0.2)
+    qu, qv = np.abs(u) - half_u + round_, np.abs(v) - half_v + round_
+    return np.hypot(np.maximum(qu, 0.0), np.maximum(qv, 0.0)) + np.minimum(np.maximum(qu, qv), 0.0) - round_
+
+
+# A texture: (rng, u, v, radius, dist, colour RGB[3]) -> RGB[h, w, 3]. Any class may wear any
+# texture in any colour, so neither colour nor texture names a class: only the shape does.
+_Texture = Callable[[np.random.Generator, np.ndarray, np.ndarray, float, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _shaded(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float, dist: np.ndarray,
+            colour: np.ndarray) -> np.ndarray:
+    """Shaded along one axis, darker towards both ends."""
+    along = np.clip(v / radius, -1.0, 1.0)
+    shade = 0.75 + 0.25 * np.cos(along * rng.uniform(1.0, 1.6) + rng.uniform(-0.4, 0.4))
+    ends = smoothstep(0.6, 0.95, np.abs(along))
+    return colour * (shade * (1.0 - 0.45 * ends))[..., None]
+
+
+def _striped(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float, dist: np.ndarray,
+             colour: np.ndarray) -> np.ndarray:
+    """Stripes at a random angle."""
+    turn = rng.uniform(0.0, math.pi)
+    phase = (u * math.cos(turn) + v * math.sin(turn)) / rng.uniform(7.0, 14.0)
+    stripes = 0.5 + 0.5 * np.sin(2 * math.pi * phase)
+    return colour * (1.0 - 0.35 * smoothstep(0.3, 0.7, stripes))[..., None]
+
+
+def _glossy(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float, dist: np.ndarray,
+            colour: np.ndarray) -> np.ndarray:
+    """Round shading across one axis with a highlight, as on a cylinder."""
+    across = np.clip(v / (0.5 * radius), -1.0, 1.0)
     light = rng.uniform(-0.5, 0.5)
     shade = 0.5 + 0.5 * np.sqrt(np.clip(1.0 - across**2, 0.0, 1.0))
     highlight = 0.35 * np.exp(-(((across - light) / 0.15) ** 2))
-    return dist, colour * shade[..., None] + highlight[..., None]
+    return colour * shade[..., None] + highlight[..., None]
 
 
-def _disc(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> _Drawn:
-    """Potted plant: a green disc, mottled with value noise."""
-    dist = np.hypot(u, v) - radius
-    colour = _hsv(rng, (95, 135), (0.6, 0.95), (0.5, 0.85))
+def _mottled(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float, dist: np.ndarray,
+             colour: np.ndarray) -> np.ndarray:
+    """Mottled with value noise."""
     h, w = u.shape
     mottle = _synth.value_noise(rng, h, w, (4, 8)) if min(h, w) >= 2 else np.zeros_like(u)
-    return dist, colour * (0.65 + 0.55 * mottle)[..., None]
+    return colour * (0.65 + 0.55 * mottle)[..., None]
 
 
-def _rectangle(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float) -> _Drawn:
-    """Tv/monitor: a scan-lined blue screen in a dark frame."""
-    aspect = rng.uniform(1.25, 1.8)
-    half_u, half_v = radius * np.array([aspect, 1.0]) / math.hypot(aspect, 1.0)
-    qu, qv = np.abs(u) - half_u, np.abs(v) - half_v
-    dist = np.hypot(np.maximum(qu, 0.0), np.maximum(qv, 0.0)) + np.minimum(np.maximum(qu, qv), 0.0)
-    screen = _hsv(rng, (215, 255), (0.55, 0.9), (0.75, 1.0))
-    frame = _hsv(rng, (215, 255), (0.3, 0.6), (0.25, 0.4))
-    border = half_v * rng.uniform(0.12, 0.22)
+def _framed(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, radius: float, dist: np.ndarray,
+            colour: np.ndarray) -> np.ndarray:
+    """A darker frame along the outline around a scan-lined inside."""
+    frame = colour * rng.uniform(0.3, 0.5)
+    border = radius * rng.uniform(0.06, 0.12)
     lines = 0.88 + 0.12 * np.sin(2 * math.pi * v / rng.uniform(3.0, 5.0))
-    inside_frame = smoothstep(-border + 0.5, -border - 0.5, dist)  # 1 on the screen, 0 on the frame
-    rgb = frame + inside_frame[..., None] * (screen * lines[..., None] - frame)
-    return dist, rgb
+    inside = smoothstep(-border + 0.5, -border - 0.5, dist)  # 1 inside, 0 on the frame
+    return frame + inside[..., None] * (colour * lines[..., None] - frame)
+
+
+_TEXTURES: tuple[_Texture, ...] = (_shaded, _striped, _glossy, _mottled, _framed)
+
+
+def _colour(rng: np.random.Generator) -> np.ndarray:
+    """Any hue, saturated and bright enough to stand out of the toned-down backgrounds."""
+    h, s, v = rng.uniform(0.0, 1.0), rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0)
+    return np.array(colorsys.hsv_to_rgb(h, s, v), np.float32)
 
 
 _SHAPES: dict[int, _Shape] = {3: _crescent, 4: _triangle, 5: _capsule, 16: _disc, 20: _rectangle}
@@ -210,7 +240,9 @@ def _render_example(background_rng: np.random.Generator, objects_rng: np.random.
         ys = (np.arange(y0, y1, dtype=np.float32) + 0.5 - cy)[:, None]
         cos, sin = math.cos(angle), math.sin(angle)
         u, v = cos * xs + sin * ys, -sin * xs + cos * ys
-        dist, rgb = _SHAPES[cls](objects_rng, u, v, radius)
+        dist = _SHAPES[cls](objects_rng, u, v, radius)
+        texture = _TEXTURES[int(objects_rng.integers(len(_TEXTURES)))]
+        rgb = texture(objects_rng, u, v, radius, dist, _colour(objects_rng))
         alpha = np.clip(0.5 - dist, 0.0, 1.0)[..., None]
         patch = image[y0:y1, x0:x1]
         patch[...] = patch * (1.0 - alpha) + np.clip(rgb, 0.0, 1.0) * alpha

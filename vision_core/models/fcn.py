@@ -92,6 +92,20 @@ class FCN(nn.Sequential):
         if pretrained_backbone is not None:
             init_fcn_backbone(self, pretrained_backbone)
 
+    def forward(self, X: Tensor) -> Tensor:
+        """``Tensor[B, 3, H, W]`` -> ``Tensor[B, num_classes, H', W']``: the children in order.
+
+        Under a CPU autocast the transposed convolution runs in float32: oneDNN's bfloat16
+        kernel for its 64 x 64 window is about 30 times slower than float32 there, while the
+        trunk's convolutions gain from bfloat16 on CPUs with AMX or AVX-512 BF16.
+        """
+        for module in list(self._modules.values())[:-1]:
+            X = module(X)
+        if X.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return self.transpose_conv(X.float())
+        return self.transpose_conv(X)
+
     def __getitem__(self, idx):
         # nn.Sequential builds a slice as self.__class__(OrderedDict), which FCN's arguments do not
         # take: a slice (e.g. net[:8], the trunk) is a plain Sequential of the same modules.

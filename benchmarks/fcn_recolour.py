@@ -10,6 +10,10 @@ network that labels by colour changes its mind; one that reads shapes does not. 
 against the true labels for the three versions, and ``kept``: the share of object pixels whose
 predicted class is the same after the turn as before (both turns pooled).
 
+Then how sure it is (``predict_fcn_confidence``): the share of pixels below 0.9 (what the
+Segment panel calls unsure) on every val image, and on the offline example photos, with the
+share of each photo it calls background: the numbers behind the panel's "outside" notice.
+
 Quality, not speed: the numbers do not depend on the machine beyond float rounding.
 """
 
@@ -27,7 +31,8 @@ from vision_core.checkpoints import FCN_WEIGHTS, load_fcn
 from vision_core.data.voc import VOID_INDEX, read_voc_images, voc_colormap2label, voc_label_indices
 from vision_core.data.voc_metrics import confusion_matrix, mean_iou
 from vision_core.data.voc_synthetic import synthetic_voc_dir
-from vision_core.fcn import predict_fcn
+from vision_core.examples import example_names, load_example
+from vision_core.fcn import predict_fcn, predict_fcn_confidence
 
 TURNS = (1, 2)  # channel rotations: 120 and 240 degrees of hue
 
@@ -72,6 +77,14 @@ def measure(net: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 8)
     return out
 
 
+def unsure_shares(net: nn.Module, images: Tensor, threshold: float = 0.9) -> tuple[Tensor, Tensor]:
+    """Per image, the share of pixels whose class has softmax probability below ``threshold``,
+    and the share labelled background: ``(float Tensor[N], float Tensor[N])`` for ``images``
+    (uint8 ``Tensor[N, 3, H, W]``, one size)."""
+    pred, confidence = predict_fcn_confidence(net, images)  # [N, H, W] each
+    return (confidence < threshold).float().mean(dim=(1, 2)), (pred == 0).float().mean(dim=(1, 2))
+
+
 def load_val(limit: int | None = None) -> tuple[Tensor, Tensor]:
     """The synthetic val split (seed 0), whole images: ``(uint8 Tensor[N, 3, 320, 480], int64 Tensor[N, 320, 480])``."""
     features, colormaps = read_voc_images(synthetic_voc_dir(0), is_train=False)
@@ -94,6 +107,17 @@ def main() -> None:
     print_table([[args.weights, str(len(images)), f"{metrics['miou']:.3f}", f"{metrics['miou_turn_1']:.3f}",
                   f"{metrics['miou_turn_2']:.3f}", f"{metrics['kept']:.1%}"]],
                 ["weights", "images", "mIoU", "mIoU, hue +120", "mIoU, hue +240", "object pixels kept"])
+    unsure, _ = unsure_shares(net, images)
+    metrics["val_unsure_mean"], metrics["val_unsure_min"], metrics["val_unsure_max"] = (
+        float(unsure.mean()), float(unsure.min()), float(unsure.max()))
+    rows = [["synthetic val", str(len(images)), f"{unsure.mean():.1%} (min {unsure.min():.1%}, max {unsure.max():.1%})",
+             "-"]]
+    for name in example_names():
+        photo = torch.from_numpy(load_example(name)).permute(2, 0, 1)[None]
+        photo_unsure, background = unsure_shares(net, photo)
+        metrics[f"photo_{name}_unsure"], metrics[f"photo_{name}_background"] = float(photo_unsure), float(background)
+        rows.append([f"photo: {name}", "1", f"{float(photo_unsure):.1%}", f"{float(background):.1%}"])
+    print_table(rows, ["pictures", "images", "pixels below 0.9 (unsure)", "called background"])
     if args.json is not None:
         args.json.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
 

@@ -10,7 +10,8 @@ one warm-up batch. Baseline: the book's ``train_ch13`` loop body (fp32, a DataLo
 normalised float crops, ``loss.sum().backward()``, and its per-batch ``.item()`` /
 accuracy host syncs); ours: ``vision_core.fcn.train_fcn`` (uint8 crops normalised on the
 device, metrics accumulated on the device, mixed precision and channels-last on CUDA).
-On CPU the default is 64 images (a full epoch of 600 is slow on a CPU); on CUDA 600.
+On the CPU also ours with ``cpu_bfloat16=True`` against ours in float32, and the transposed
+convolution alone in bfloat16 against float32. On CPU the default is 64 images (a full epoch of 600 is slow on a CPU); on CUDA 600.
 """
 
 from __future__ import annotations
@@ -65,11 +66,11 @@ def book_epoch(net, items, device, batch_size=32, lr=1e-3):
     return total, correct / count
 
 
-def ours_epoch(net, items, device, batch_size=32, lr=1e-3):
+def ours_epoch(net, items, device, batch_size=32, lr=1e-3, cpu_bfloat16=False):
     images = torch.stack([x for x, _ in items])
     labels = torch.stack([y for _, y in items])
     for record in train_fcn((images, labels), net=net, epochs=1, batch_size=batch_size, lr=lr, device=device,
-                            preview=False, record_interval=3600):
+                            preview=False, record_interval=3600, cpu_bfloat16=cpu_bfloat16):
         last = record
     return last.metrics.get("loss")
 
@@ -79,6 +80,20 @@ def _crops(n, voc_dir=None, crop=CROP):
     ``(uint8 image [3, H, W], label [H, W])``; the set's images are the crop size."""
     dataset = VOCSegDataset(True, crop, synthetic_voc_dir(0) if voc_dir is None else voc_dir)
     return [(dataset.features[i], dataset.labels[i].long()) for i in range(n)]
+
+
+def _transposed_conv_row(device) -> list[str]:
+    """Why FCN.forward leaves the CPU autocast for its last layer: the 64 x 64 transposed
+    convolution of a batch of 8 (scores of 320 x 480 crops) in bfloat16 against float32."""
+    torch.manual_seed(0)
+    up = FCN(21).transpose_conv.to(device)
+    x = torch.randn(8, 21, CROP[0] // 32, CROP[1] // 32, device=device)
+    with torch.no_grad():
+        t32 = timeit(lambda: up(x), device, repeat=3)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            t16 = timeit(lambda: up(x), device, repeat=3)
+    return ["transposed conv 64 x 64, batch 8, forward: float32 (kept)", device.type, fmt_time(t32),
+            f"bfloat16 autocast {fmt_time(t16)}", f"bf16 {t16 / t32:.0f}x slower"]
 
 
 def main() -> None:
@@ -100,7 +115,10 @@ def main() -> None:
         rows.append(["FCN inference, one 320 x 480 image", device.type, fmt_time(t_ours),
                      f"book's predict {fmt_time(t_book)}", f"{t_book / t_ours:.2f}x"])
         times = {}
-        for name, epoch in (("book", book_epoch), ("ours", ours_epoch)):
+        epochs = [("book", book_epoch), ("ours", ours_epoch)]
+        if device.type == "cpu":  # train fcn --cpu-bfloat16 (CUDA already trains under autocast)
+            epochs.append(("ours bf16", lambda *a: ours_epoch(*a, cpu_bfloat16=True)))
+        for name, epoch in epochs:
             torch.manual_seed(0)
             epoch(FCN(21), items[:32], device)  # warm-up: kernels, allocator, cudnn
             torch.manual_seed(0)
@@ -112,6 +130,11 @@ def main() -> None:
             times[name] = time.perf_counter() - start
         rows.append([f"one training epoch, {n} crops 320 x 480, batch 32", device.type, fmt_time(times["ours"]),
                      f"book's loop {fmt_time(times['book'])}", f"{times['book'] / times['ours']:.2f}x"])
+        if device.type == "cpu":
+            rows.append(["the same epoch with --cpu-bfloat16 (bfloat16 autocast)", device.type,
+                         fmt_time(times["ours bf16"]), f"float32 {fmt_time(times['ours'])}",
+                         f"{times['ours'] / times['ours bf16']:.2f}x"])
+            rows.append(_transposed_conv_row(device))
     print_table(rows, ["workload", "device", "vision_core", "baseline", "ratio"])
 
 

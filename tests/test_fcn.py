@@ -703,3 +703,25 @@ def test_recolour_measure_counts_kept_object_pixels():
     by_red, blind = measure(ByRed(), images, labels), measure(Blind(), images, labels)
     assert by_red["miou"] == pytest.approx(1.0) and by_red["kept"] == 0.0 and by_red["miou_turn_1"] < 0.6
     assert blind["kept"] == 1.0 and blind["miou_turn_1"] == pytest.approx(1.0)
+
+
+def test_unsure_shares_count_low_confidence_and_background_pixels():
+    from benchmarks.fcn_recolour import unsure_shares
+
+    class HalfSure(nn.Module):
+        """Sure of background on the left half, a uniform guess among 21 classes on the right."""
+
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros(1))  # predict_fcn runs a net on its parameters' device
+
+        def forward(self, x):
+            scores = torch.zeros(x.shape[0], 21, *x.shape[-2:])
+            scores[:, 0, :, : x.shape[-1] // 2] = 20.0
+            return scores
+
+    unsure, background = unsure_shares(HalfSure(), torch.zeros(2, 3, 32, 64, dtype=torch.uint8))
+    assert unsure.tolist() == [0.5, 0.5]  # the uniform half: probability 1/21 < 0.9
+    assert background.tolist() == [1.0, 1.0]  # argmax of a tie is the first class
+    unsure, _ = unsure_shares(HalfSure(), torch.zeros(1, 3, 32, 64, dtype=torch.uint8), threshold=0.01)
+    assert unsure.tolist() == [0.0]

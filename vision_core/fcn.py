@@ -291,7 +291,7 @@ def train_fcn(train: SegData, test: SegData | None = None, *, net: FCN, epochs: 
             training item without ``test``); False: none; a uint8 photo: previews of it.
         record_interval (float): seconds between in-epoch records, in ``[0, 3600]``.
         cpu_bfloat16 (bool): on the CPU, train and evaluate under bfloat16 autocast (the
-            transposed convolution stays float32): about 1.7 times the float32 speed on a Xeon
+            transposed convolution stays float32): about 1.8 times the float32 speed on a Xeon
             with AMX, slower on CPUs without bfloat16 instructions. Ignored on other devices.
 
     Returns:

@@ -85,7 +85,7 @@ CONFIDENCE_STOPS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 20
 UNSURE = 0.9  # a pixel below this probability counts as unsure in the summary
 # Share of unsure pixels above which a picture is called far from what the network learned. With
 # the shipped FCN (generator v2): the synthetic validation images 0.5-14 % (mean 4 %), scikit-image's
-# coffee 18 %, astronaut 14 %, chelsea 5 % (measured 2026-12-02).
+# coffee 18 %, astronaut 14 %, chelsea 5 % (python -m benchmarks.fcn_recolour prints them).
 FAR_SHARE = 0.15
 
 

@@ -52,7 +52,7 @@ def add_train_parser(models: argparse._SubParsersAction) -> None:
     fcn.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="auto: cuda:LOCAL_RANK when CUDA is there, else cpu")
     fcn.add_argument("--cpu-bfloat16", action="store_true",
-                     help="on the CPU, train under bfloat16 autocast: about 1.7x faster on CPUs with AMX, slower "
+                     help="on the CPU, train under bfloat16 autocast: about 1.8x faster on CPUs with AMX, slower "
                      "on ones without bfloat16 instructions")
     fcn.add_argument("--backbone", default="auto", metavar="auto|none|PATH",
                      help="trunk init: auto uses torchvision's ImageNet ResNet-18 file if the cache has it, "
@@ -236,12 +236,11 @@ def _report(folder: Path, rank: int, world: int, device, metrics: dict, checksum
 def _save(opts: argparse.Namespace, net, previous, trunk: str, metrics: dict, seconds: float, world: int, device,
           given: Sequence[str]) -> None:
     from ..checkpoints import continue_chain, save_fcn
+    from ..data.voc_synthetic import GENERATOR_VERSION
 
     launcher = f"{PROG} train fcn" if world == 1 else f"torchrun --nproc_per_node={world} -m vision_core train fcn"
     command, epochs, total_seconds = continue_chain(previous, f"{launcher} {shlex.join(_recorded_options(given))}",
                                                     opts.epochs, seconds)
-    from ..data.voc_synthetic import GENERATOR_VERSION
-
     data = (f"vision_core.data.voc_synthetic v{GENERATOR_VERSION}, {opts.synthetic_train} train / 100 val, 320 x 480"
             if opts.voc_dir is None else "a VOC-layout folder")
     entry = save_fcn(net, {**metrics, "epochs": epochs, "train_seconds": round(total_seconds, 1)}, command,

@@ -96,8 +96,9 @@ class FCN(nn.Sequential):
         """``Tensor[B, 3, H, W]`` -> ``Tensor[B, num_classes, H', W']``: the children in order.
 
         Under a CPU autocast the transposed convolution runs in float32: oneDNN's bfloat16
-        kernel for its 64 x 64 window is about 30 times slower than float32 there, while the
-        trunk's convolutions gain from bfloat16 on CPUs with AMX or AVX-512 BF16.
+        kernel for its 64 x 64 window is about 40 times slower than float32 there (see
+        benchmarks.segmentation), while the trunk's convolutions gain from bfloat16 on CPUs with
+        AMX or AVX-512 BF16.
         """
         for module in list(self._modules.values())[:-1]:
             X = module(X)

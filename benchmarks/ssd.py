@@ -6,7 +6,8 @@ Baseline: the book's training loop (fp32, ``d2l.multibox_target``, the book's ``
 for the metrics after every batch, a DataLoader over CPU tensors) on the same data and
 the same initial weights. Ours: ``vision_core.ssd.train_ssd`` (data on the device once,
 vectorised targets, metrics accumulated on the device, mixed precision and channels-last
-on CUDA). One epoch each, after one warm-up batch. On CPU the default is 256 images (a
+on CUDA). One epoch each, after one warm-up batch; on the CPU also ours with
+``cpu_bfloat16=True`` against ours in float32. On CPU the default is 256 images (a
 quarter of an epoch of 1,000, which is slow on a CPU); on CUDA the whole 1,000.
 Also: the latency of detecting one 256 x 256 image (ours: ``vision_core.ssd.predict``;
 the book's: ``softmax`` + ``d2l.multibox_detection`` + its threshold).
@@ -53,9 +54,9 @@ def book_epoch(net, images, labels, device, batch_size=32, lr=0.2):
     return 1 - metric[0] / metric[1], metric[2] / metric[3]
 
 
-def ours_epoch(net, images, labels, device, batch_size=32, lr=0.2):
+def ours_epoch(net, images, labels, device, batch_size=32, lr=0.2, cpu_bfloat16=False):
     for record in train_ssd((images, labels), net=net, epochs=1, batch_size=batch_size, lr=lr, device=device,
-                            record_interval=3600):
+                            record_interval=3600, cpu_bfloat16=cpu_bfloat16):
         last = record
     return last.metrics.get("class_err"), last.metrics.get("bbox_mae")
 
@@ -84,7 +85,10 @@ def main() -> None:
         n = args.images or (1000 if device.type == "cuda" else 256)
         x, y = images[:n], labels[:n]
         times = {}
-        for name, epoch in (("book", book_epoch), ("ours", ours_epoch)):
+        epochs = [("book", book_epoch), ("ours", ours_epoch)]
+        if device.type == "cpu":  # train ssd --cpu-bfloat16 (CUDA already trains under autocast)
+            epochs.append(("ours bf16", lambda *a: ours_epoch(*a, cpu_bfloat16=True)))
+        for name, epoch in epochs:
             torch.manual_seed(0)
             net = TinySSD(1)
             epoch(net, x[:32], y[:32], device)  # warm-up: kernels, allocator, anchor cache
@@ -97,6 +101,10 @@ def main() -> None:
             times[name] = time.perf_counter() - start
         rows.append([f"one training epoch, {n} images, batch 32", device.type, fmt_time(times["ours"]),
                      f"book's recipe {fmt_time(times['book'])}", f"{times['book'] / times['ours']:.2f}x"])
+        if device.type == "cpu":
+            rows.append(["the same epoch with --cpu-bfloat16 (bfloat16 autocast)", device.type,
+                         fmt_time(times["ours bf16"]), f"float32 {fmt_time(times['ours'])}",
+                         f"{times['ours'] / times['ours bf16']:.2f}x"])
         net = TinySSD(1).to(device).eval()
         X = images[:1].float().to(device)
         t_ours = timeit(lambda: predict(net, images[0].to(device), threshold=0.9), device, repeat=20)

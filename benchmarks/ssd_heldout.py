@@ -1,6 +1,6 @@
 """How a TinySSD generalises: its own generator's val split against bananas drawn another way.
 
-    python -m benchmarks.ssd_heldout [--weights NAME] [--device cpu] [--val-data DIR] [--json PATH]
+    python -m benchmarks.ssd_heldout [--weights NAME] [--device cpu] [--val-data DIR] [--json PATH] [--out PNG]
 
 A detector trained on ``vision_core.data.bananas`` can score near 1 on that generator's val
 split and still miss bananas drawn differently. This measures the registered weights
@@ -15,6 +15,9 @@ photos), and (c) its banana-free negatives:
 * the median top score, and how many images get no detection row at all;
 * on the negatives, how many images get a box of score >= 0.5 (false boxes).
 
+``--out`` also draws the first images of each set with the truth (green) and the top box with
+its score (white, at any score; none when the image has no detection row).
+
 Quality, not speed: the numbers do not depend on the machine beyond float rounding (CPU by
 default: fp32, no autocast).
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import machine_line, print_table
+from benchmarks.common import machine_line, print_table, save_labelled_grid
 from vision_core.checkpoints import SSD_WEIGHTS, load_tiny_ssd
 from vision_core.data.bananas import load_bananas
 from vision_core.data.bananas_heldout import load_heldout_bananas
@@ -111,6 +114,24 @@ def measure(net: nn.Module, images: Tensor, labels: Tensor, negatives: Tensor | 
     return result
 
 
+def _tiles(net: nn.Module, images: Tensor, labels: Tensor | None, name: str, count: int) -> list[tuple[str, object]]:
+    """The first ``count`` images, each with its truth (green) and top box (white, with its score)."""
+    from torchvision.utils import draw_bounding_boxes
+
+    from vision_core.ssd import draw_detections
+
+    top = _top_rows(net, images[:count], count)
+    tiles = []
+    for i in range(min(count, len(images))):
+        picture = torch.as_tensor(images[i]).to(torch.uint8)
+        if labels is not None:
+            truth = labels[i, :1, 1:] * torch.tensor([picture.shape[2], picture.shape[1]] * 2)
+            picture = draw_bounding_boxes(picture, truth, colors="lime", width=1)
+        rows = top[i:i + 1] if top[i, 0] >= 0 else top[:0]
+        tiles.append((f"{name} #{i}: top {float(top[i, 1]):.2f}", draw_detections(picture, rows)))
+    return tiles
+
+
 def _cell(metrics: dict[str, float], key: str, fmt: str) -> str:
     if key not in metrics:
         return "-"
@@ -134,6 +155,8 @@ def main() -> None:
                              "generator version the weights were trained on, or the book's archive) instead of "
                              "load_bananas' current cache")
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    parser.add_argument("--out", type=Path, help="also draw the first 6 images of each set, truth and top box, "
+                        "into this PNG (e.g. docs/ssd-heldout.png)")
     args = parser.parse_args()
     print(machine_line())
     device = resolve_device(args.device)
@@ -156,6 +179,11 @@ def main() -> None:
                    "val_data": None if args.val_data is None else str(args.val_data), "heldout_seed": args.seed,
                    **results}
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if args.out is not None:
+        rows = [_tiles(net, val_images, val_labels, "val", 6), _tiles(net, images, labels, "held-out", 6),
+                _tiles(net, negatives, None, "banana-free", 6)]
+        save_labelled_grid(rows, (256, 256), str(args.out))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

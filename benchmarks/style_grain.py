@@ -4,7 +4,8 @@
 
 EfficientNet-Lite0 (the offline network) stylises chelsea with the three offline style images
 under the earlier offline preset (balanced style layers, lr 0.1, TV weight 10) and under more
-total-variation weight and a lower learning rate. For each run it prints
+total-variation weight, a lower learning rate, and the image's gradient smoothed before each step
+(``style_transfer(smooth_gradient=N)``). For each run it prints
 :func:`vision_core.style.grain` (the result's pixel-scale energy over the grainier source's: the
 confetti-like speckle that none of the style images has shows as a ratio well above 1) and the
 final content and style losses (the style must stay: a lower grain bought with a much higher style
@@ -38,6 +39,10 @@ SETTINGS = (
     ("TV 10000", dict(BEFORE, tv_weight=1e4)),
     ("TV 30000", dict(BEFORE, tv_weight=3e4)),
     ("TV 10^4.5", dict(BEFORE, tv_weight=10**4.5)),  # on the panel slider's 0.25 steps of log10
+    ("TV 10^4.5, smooth 3", dict(BEFORE, tv_weight=10**4.5, smooth_gradient=3)),
+    ("TV 1e5", dict(BEFORE, tv_weight=1e5)),
+    ("TV 1e5, smooth 2", dict(BEFORE, tv_weight=1e5, smooth_gradient=2)),
+    ("TV 1e5, smooth 3", dict(BEFORE, tv_weight=1e5, smooth_gradient=3)),
 )
 
 

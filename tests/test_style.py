@@ -27,6 +27,8 @@ from vision_core.style import (
     postprocess,
     preprocess,
     style_loss,
+    high_frequency_energy,
+    smooth,
     style_transfer,
     tv_loss,
 )
@@ -105,6 +107,25 @@ def test_tv_loss_of_a_ramp():
     X = (torch.arange(4.0)[:, None] + 3 * torch.arange(5.0)[None, :]).expand(1, 3, 4, 5)
     assert tv_loss(X).item() == pytest.approx(2.0)
     assert tv_loss(torch.ones(1, 3, 6, 6)).item() == 0
+
+
+def test_smooth_is_the_binomial_blur():
+    X = torch.zeros(1, 3, 9, 9)
+    X[0, :, 4, 4] = 16.0
+    twice = smooth(X, 2)
+    row = torch.tensor([1.0, 4, 6, 4, 1])  # [1, 2, 1] twice: the binomial of order 4
+    torch.testing.assert_close(twice[0, 1, 2:7, 2:7], row[:, None] * row[None, :] / 16)
+    assert twice.sum() == pytest.approx(X.sum())  # nothing reached the edges: no mass lost
+    ones = torch.ones(1, 2, 5, 7)
+    torch.testing.assert_close(smooth(ones, 3), ones)  # edges repeat: a flat image stays flat
+    assert smooth(X, 0) is X
+
+
+def test_smoothing_the_gradient_keeps_the_changes_smooth():
+    plain, smoothed = _run(steps=10)[-1].preview, _run(steps=10, smooth_gradient=2)[-1].preview
+    content = postprocess(preprocess(_smooth(), SHAPE))  # where both runs start
+    change = lambda image: torch.from_numpy(image.astype(np.float32) - content.astype(np.float32)).permute(2, 0, 1)
+    assert high_frequency_energy(change(smoothed)) < 0.5 * high_frequency_energy(change(plain))
 
 
 def test_compute_loss_weights_and_sum():
@@ -367,6 +388,8 @@ def test_accelerator_policy_reads_only_at_previews(monkeypatch):
     ({"lr_decay_epoch": 0}, "lr_decay_epoch"),
     ({"frame_interval": -1}, "frame_interval"),
     ({"device": "tpu"}, "device"),
+    ({"smooth_gradient": 17}, r"smooth_gradient must be an integer in \[0, 16\]"),
+    ({"smooth_gradient": 1.5}, "smooth_gradient"),
 ])
 def test_style_transfer_rejects_bad_arguments_when_called(kwargs, match):
     args = {"image_shape": SHAPE, "device": "cpu"}

@@ -63,7 +63,7 @@ def args(tmp_path, content=None, style=None, network="efficientnet_lite0", conte
 
 def test_preset_gives_the_networks_settings(app):
     values = app.predict("efficientnet_lite0", api_name="/style_preset")
-    assert list(values[:7]) == [1.0, 4.0, 4.5, 0.1, 300, 192, True]  # TV 10^4.5: benchmarks/style_grain.py
+    assert list(values[:7]) == [1.0, 4.0, 5.0, 0.1, 300, 192, True]  # TV 1e5: benchmarks/style_grain.py
     assert [v["value"] for v in values[7:]] == LAYERS  # slider updates: value and the layer's name
     assert [v["label"] for v in values[7:]] == [S._layer_label(n) for n in ("stem", "block 0", "block 2", "block 4",
                                                                              "block 10")]  # translated in the page

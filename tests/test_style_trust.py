@@ -152,7 +152,9 @@ def test_the_formula_fills_in_the_current_weights_and_sizes():
     assert r"\ell = 2.5\,\ell_{\text{content}} + 10^{2.25}" in mine and r"10^{-1}\,\ell_{\text{TV}}" in mine
     assert r"\mathbb{R}^{32\times 32\cdot48}" in mine and r"\lambda = (1, 0.5, 1, 1, 2)" in mine
     assert r"\lambda_l \leftarrow" in mine  # balanced
-    assert mine.count("$$") == 2 * 8  # one display formula per line
+    assert mine.count("$$") == 2 * 9  # one display formula per line
+    assert r"\operatorname{Adam}\big(\mathbf{B}^{2} * \nabla_{\mathbf{x}}\ell\big)" in mine  # the smoothed step
+    assert r"\operatorname{Adam}" not in book  # the book's raw gradient
 
 
 class _WatchedEnd(threading.Event):
@@ -215,3 +217,25 @@ def test_grain_is_noise_beyond_what_the_sources_have():
     assert grain(photo, photo, big_style) <= 1.0 + 1e-5  # the style is resized to the result first
     with pytest.raises(ArgumentError, match="result"):
         grain(torch.zeros(2, 32, 32), photo, photo)
+
+
+def test_the_offline_preset_keeps_the_grain_out_of_waves():
+    """The shipped preset (TV 1e5, gradient smoothed twice) against the one it replaced (TV 10^4.5, raw
+    gradient) on the grainiest offline style, at a small size: benchmarks.style_grain's comparison."""
+    from vision_core.examples import load_content_photo, load_style_image
+    from vision_core.models.style_networks import LITE0_WEIGHTS, STYLE_NETWORKS, efficientnet_lite0_taps
+    from vision_core.style import grain, style_transfer
+
+    preset = {k: v for k, v in STYLE_NETWORKS["efficientnet_lite0"].preset.items() if k not in ("steps", "image_shape")}
+    assert preset["smooth_gradient"] == 2 and preset["tv_weight"] == 1e5
+    earlier = dict(preset, tv_weight=10**4.5, smooth_gradient=0)
+    taps = efficientnet_lite0_taps(W.load_state_dict(LITE0_WEIGHTS))
+    content, style = load_content_photo("chelsea"), load_style_image("waves")
+    results = {}
+    for name, settings in (("shipped", preset), ("earlier", earlier)):
+        for record in style_transfer(content, style, taps, steps=150, image_shape=(96, 144), device="cpu",
+                                     frame_interval=3600, **settings):
+            pass
+        results[name] = (grain(record.preview, content, style), record.metrics["style"])
+    assert results["shipped"][0] < 0.5 * results["earlier"][0], results
+    assert results["shipped"][1] < 1.5 * results["earlier"][1], results  # the style stays

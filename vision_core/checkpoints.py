@@ -98,7 +98,7 @@ def continue_chain(previous: _weights.WeightEntry | None, command: str, epochs: 
 
 def save_tiny_ssd(net: TinySSD, metrics: Mapping[str, float], command: str, data_seed: int,
                   name: str = SSD_WEIGHTS, directory: Path | None = None,
-                  description: str | None = None) -> _weights.WeightEntry:
+                  description: str | None = None, data: str = SSD_DATA) -> _weights.WeightEntry:
     """Record a trained TinySSD in the weights registry (float32 safetensors, about 4 MB).
 
     Args:
@@ -110,6 +110,7 @@ def save_tiny_ssd(net: TinySSD, metrics: Mapping[str, float], command: str, data
         name (str): the registry name.
         directory (Path, optional): the registry folder; default ``pretrained/``.
         description (str, optional): the manifest's one-line description.
+        data (str): what it was trained on, for the manifest's ``source``.
 
     Returns:
         WeightEntry: the manifest row written.
@@ -118,7 +119,7 @@ def save_tiny_ssd(net: TinySSD, metrics: Mapping[str, float], command: str, data
     if description is None:
         description = f"TinySSD (d2l 14.7), {net.num_classes} class(es), trained on the synthetic banana data"
     return _save(net, torch.float32, name, license=SSD_LICENSE,
-                 source={"command": command, "data_seed": data_seed, "data": SSD_DATA}, metrics=metrics,
+                 source={"command": command, "data_seed": data_seed, "data": data}, metrics=metrics,
                  description=description, directory=directory)
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "content_loss",
     "style_loss",
     "tv_loss",
+    "smooth",
     "compute_loss",
     "style_transfer",
     "high_frequency_energy",
@@ -203,6 +204,26 @@ def tv_loss(Y_hat: Tensor) -> Tensor:
                   + (Y_hat[:, :, :, 1:] - Y_hat[:, :, :, :-1]).abs().mean())
 
 
+def smooth(X: Tensor, passes: int = 1) -> Tensor:
+    """``passes`` rounds of a 3 x 3 binomial blur (``[1, 2, 1] / 4`` along each axis), each channel on its
+    own, edges repeated: a Gaussian of variance ``passes / 2`` pixels squared.
+
+    Args:
+        X (Tensor[B, C, H, W]): float images (or their gradients).
+        passes (int): ``>= 0``; 0 returns ``X`` itself.
+
+    Returns:
+        Tensor[B, C, H, W]: same dtype and device.
+    """
+    if passes == 0:
+        return X
+    row = torch.tensor([0.25, 0.5, 0.25], dtype=X.dtype, device=X.device)
+    kernel = (row[:, None] * row[None, :]).expand(X.shape[1], 1, 3, 3)  # [C, 1, 3, 3]
+    for _ in range(passes):
+        X = F.conv2d(F.pad(X, (1, 1, 1, 1), mode="replicate"), kernel, groups=X.shape[1])
+    return X
+
+
 def _as_float_images(img: Any, name: str) -> Tensor:
     # uint8 [H, W, 3] array, uint8 / float Tensor[3, H, W] or [N, 3, H, W] -> float [N, 3, H, W] in 0..1.
     if isinstance(img, np.ndarray):
@@ -300,7 +321,7 @@ def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 
                    device: str | torch.device | None = None, seed: int = 0,
                    stop: threading.Event | None = None, frame_interval: float | None = None,
                    amp: bool = False, balance_style_layers: bool = False,
-                   cuda_graph: bool | None = None) -> Iterator[Progress]:
+                   cuda_graph: bool | None = None, smooth_gradient: int = 0) -> Iterator[Progress]:
     """Synthesise an image with ``content``'s content and ``style``'s style (the book's ``train``).
 
     Both photos are :func:`preprocess`-ed to ``image_shape``. The synthesised image starts as the
@@ -361,6 +382,11 @@ def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 
             per-step kernel launches, not the arithmetic, bound a step at the book's size); falls
             back to eager steps, with a note in the messages, if capturing fails. None: on CUDA.
             Ignored elsewhere.
+        smooth_gradient (int): passes of a 3 x 3 binomial blur (:func:`smooth`) over the image's
+            gradient before each Adam step, in ``[0, 16]``. Adam scales every pixel's step by that
+            pixel's own gradient history, so gradient noise one pixel wide becomes grain one pixel
+            wide, in colours no input has; smoothed, the steps move regions, not pixels. 0 (the
+            book): the raw gradient.
 
     Returns:
         Iterator[Progress]: the records.
@@ -388,12 +414,13 @@ def style_transfer(content: Any, style: Any, taps: FeatureTaps, *, steps: int = 
     if cuda_graph is not None and not isinstance(cuda_graph, bool):
         raise ArgumentError("cuda_graph", "True, False or None", repr(cuda_graph))
     balance_style_layers = check_bool(balance_style_layers, "balance_style_layers")
+    smooth_gradient = check_int(smooth_gradient, "smooth_gradient", 0, 16)
     if stop is not None and not callable(getattr(stop, "is_set", None)):
         raise ArgumentError("stop", "a threading.Event", describe(stop))
     device = get_device() if device is None else resolve_device(device)
     weights = (content_weight, style_weight, tv_weight, layer_weights, balance_style_layers)
     return _transfer_records(content_img, style_img, taps, steps, lr, lr_decay_epoch, weights, image_shape,
-                             device, seed, stop, frame_interval, amp, cuda_graph is not False)
+                             device, seed, stop, frame_interval, amp, cuda_graph is not False, smooth_gradient)
 
 
 def _balanced_layer_weights(styles_Y: Sequence[Tensor], styles_Y_gram: Sequence[Tensor],
@@ -422,7 +449,7 @@ def _autotunes(device: torch.device) -> bool:
 def _transfer_records(content_img: Tensor, style_img: Tensor, taps: FeatureTaps, steps: int, lr: float,
                       lr_decay_epoch: int, weights: tuple, image_shape: tuple[int, int], device: torch.device,
                       seed: int, stop: threading.Event | None, frame_interval: float, amp: bool,
-                      cuda_graph: bool) -> Iterator[Progress]:
+                      cuda_graph: bool, smooth_gradient: int = 0) -> Iterator[Progress]:
     content_weight, style_weight, tv_weight, layer_weights, balance = weights
     amp_dtype = autocast_dtype(device) if amp else None  # None off CUDA: device.autocast_dtype decides
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
@@ -451,7 +478,8 @@ def _transfer_records(content_img: Tensor, style_img: Tensor, taps: FeatureTaps,
                 return compute_loss(X, contents_Y_hat, styles_Y_hat, contents_Y, styles_Y_gram,
                                     content_weight, style_weight, tv_weight, layer_weights)
 
-            run = _Run(content_X, loss, steps, lr, lr_decay_epoch, graph=cuda_graph and device.type == "cuda")
+            run = _Run(content_X, loss, steps, lr, lr_decay_epoch, graph=cuda_graph and device.type == "cuda",
+                       smooth_gradient=smooth_gradient)
             note = run.capture() if run.graph else ""
             yield from _records(run, steps, stop, frame_interval, _sync_free(device), note)
         finally:
@@ -530,9 +558,10 @@ class _Run:
     WARMUP = 3
 
     def __init__(self, content_X: Tensor, loss: Callable[[Tensor], tuple[list[Tensor], list[Tensor], Tensor, Tensor]],
-                 steps: int, lr: float, lr_decay_epoch: int, graph: bool = False):
+                 steps: int, lr: float, lr_decay_epoch: int, graph: bool = False, smooth_gradient: int = 0):
         device = content_X.device
         self.loss, self.lr, self.lr_decay_epoch, self.graph = loss, lr, lr_decay_epoch, graph
+        self.smooth_gradient = smooth_gradient
         self.content_X = content_X
         self.X = nn.Parameter(content_X.clone())  # the book's SynthesizedImage.weight
         self.good = self.X.detach().clone()
@@ -559,6 +588,8 @@ class _Run:
             self.good.copy_(torch.where(finite, X.detach(), self.good))
             self.good_metrics.copy_(torch.where(finite, torch.cat([values, self.step_count]), self.good_metrics))
         total.backward()
+        if self.smooth_gradient:
+            X.grad.copy_(smooth(X.grad, self.smooth_gradient))
         self.optimizer.step()
         return total.detach()
 

@@ -38,6 +38,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                          help="16..2048; the width follows CONTENT's aspect ratio")
     stylize.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
                          help="balance the style layers' starting losses")
+    stylize.add_argument("--smooth-gradient", type=int_in("smooth gradient", 0, 16), default=None, metavar="N",
+                         help="0..16 passes of a 3 x 3 binomial blur over the image's gradient before each step "
+                         "(0: the book's raw gradient)")
     add_seed(stylize)
     add_device(stylize)
     stylize.set_defaults(func=_cmd_stylize)
@@ -75,7 +78,7 @@ def _cmd_stylize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     settings = dict(spec.preset)
     for key, value in (("steps", args.steps), ("lr", args.lr), ("content_weight", args.content_weight),
                        ("style_weight", args.style_weight), ("tv_weight", args.tv_weight),
-                       ("balance_style_layers", args.balance)):
+                       ("balance_style_layers", args.balance), ("smooth_gradient", args.smooth_gradient)):
         if value is not None:
             settings[key] = value
     height = args.height or settings["image_shape"][0]

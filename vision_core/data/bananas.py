@@ -27,11 +27,12 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from torch import Tensor
 
 from .. import _checks
@@ -52,8 +53,11 @@ BANANA_SIZE = 256
 BANANA_CLASSES = ("banana",)
 # Part of the cache folder's name: bump it whenever the generator draws different images for
 # the same seed, so that nobody trains on a stale cache. 2: bananas 16-41 % of the image
-# (was 9-32 %, many too small for TinySSD's smallest anchors).
-GENERATOR_VERSION = 2
+# (was 9-32 %). 3: 10-45 % (log-uniform, as small as the book's), straight to crescent, thin to
+# fat, green to brown, with or without a stalk, bunches of 2-3 boxed as one, shadows, occluders
+# and relit scenes (a TinySSD trained on 2 found the top box but scored it low on bananas drawn
+# another way).
+GENERATOR_VERSION = 3
 
 _HEADER = ("img_name", "label", "xmin", "ymin", "xmax", "ymax")
 _SUPERSAMPLE = 4  # 4 x 4 samples per pixel: smooth edges without a blur that would loosen the box
@@ -75,30 +79,66 @@ def _mix(a: np.ndarray, b: Sequence[float], weight: np.ndarray) -> np.ndarray:
     return a * (1.0 - w) + np.asarray(b, dtype=np.float32) * w
 
 
-def _banana_patch(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Draw one banana, cropped tight to its alpha: ``np.ndarray[h, w, 4]`` float32, straight RGBA."""
+# Skin colour (linear 0..1 RGB) along ripeness 0..1: green, green-yellow, yellow, golden, brown.
+_RIPENESS = np.array([0.0, 0.3, 0.5, 0.72, 1.0], np.float32)
+_SKIN = np.array([[0.42, 0.60, 0.16], [0.80, 0.83, 0.20], [0.97, 0.85, 0.18], [0.95, 0.70, 0.15],
+                  [0.52, 0.34, 0.11]], np.float32)
+_SPOT = (0.30, 0.19, 0.07)
+
+
+@dataclass(frozen=True)
+class _Look:
+    """What one banana (or every banana of a bunch) looks like: size, shape and colour."""
+
+    extent: float  # pixels, roughly the longer side of its box
+    bend: float  # half the angle the centre line turns through, radians: ~0 straight .. 0.85 a crescent
+    thickness: float  # greatest half-thickness over half-length: 0.11 a thin crescent .. 0.26 a fat one
+    stalk: bool
+    mirror: float  # +1 or -1
+    skin: np.ndarray  # [3]
+    greenness: float  # green towards the stalk end, 0..1
+    spots: float  # mean number of ripeness spots
+
+
+def _draw_look(rng: np.random.Generator, size: int, *, largest: float = 0.45) -> _Look:
+    """A random :class:`_Look` whose box's longer side is about 10 % to ``largest`` of ``size``,
+    log-uniform (so small bananas are as common as in the book's photos)."""
+    # The box's longer side comes out at about 0.8-1.0 x the extent.
+    extent = math.exp(rng.uniform(math.log(0.125), math.log(largest))) * size
+    bend = rng.uniform(0.03, 0.85)
+    thickness = rng.uniform(0.11, 0.26)
+    stalk = bool(rng.random() < 0.85)
+    mirror = -1.0 if rng.random() < 0.5 else 1.0
+    # Mostly yellow, some green-yellow, some brown.
+    ripeness = float(np.clip(rng.normal(0.52, 0.22), 0.0, 1.0))
+    skin = np.stack([np.interp(ripeness, _RIPENESS, _SKIN[:, c]) for c in range(3)]).astype(np.float32)
+    skin = np.clip(skin + rng.uniform(-0.04, 0.04, 3), 0.0, 1.0).astype(np.float32) * rng.uniform(0.86, 1.0)
+    greenness = rng.uniform(0.0, 0.7) if ripeness < 0.6 else rng.uniform(0.0, 0.15)
+    spots = 1.0 + 30.0 * max(ripeness - 0.6, 0.0) if rng.random() < 0.3 + 0.6 * (ripeness > 0.6) else 0.0
+    return _Look(extent, bend, thickness, stalk, mirror, skin, greenness, spots)
+
+
+def _banana_patch(rng: np.random.Generator, look: _Look, theta: float) -> tuple[np.ndarray, tuple[float, float]]:
+    """Draw one banana turned by ``theta`` (radians), cropped tight to its alpha.
+
+    Returns:
+        (np.ndarray[h, w, 4], (x, y)): the patch as float32 straight RGBA, and where in it the
+        stalk's end is (pixels): the point a bunch's bananas share.
+    """
     # Shape, in pixels. The centre line is an arc of `radius` around the origin, `half` pixels
     # long on each side of the +y axis; the body's half-thickness tapers to 0 at both ends.
-    extent = rng.uniform(0.21, 0.40) * size  # roughly the box's longer side
-    bend = rng.uniform(0.35, 0.75)  # half the angle the centre line turns through (radians)
+    extent, bend, mirror = look.extent * rng.uniform(0.92, 1.08), look.bend, look.mirror
     radius = 0.9 * extent / (2.0 * math.sin(bend))
     half = radius * bend
-    width = half * rng.uniform(0.17, 0.24)  # greatest half-thickness
+    width = half * look.thickness * rng.uniform(0.92, 1.08)
     bulge = rng.uniform(0.0, 0.2)  # the outer (convex) side is fuller than the inner one
     taper = rng.uniform(2.0, 3.0)
-    stem_len = half * rng.uniform(0.12, 0.22)
+    stem_len = half * rng.uniform(0.10, 0.24) if look.stalk else 0.0
     stem_w = width * rng.uniform(0.28, 0.38)
-    theta = rng.uniform(0.0, 2.0 * math.pi)
-    mirror = -1.0 if rng.random() < 0.5 else 1.0
-
-    # Colours (linear 0..1 RGB): from greenish-yellow to golden.
-    yellow = np.array([rng.uniform(0.90, 1.0), rng.uniform(0.76, 0.90), rng.uniform(0.08, 0.28)], np.float32)
-    yellow *= rng.uniform(0.88, 1.0)
-    greenness = rng.uniform(0.0, 0.7)
     light = rng.uniform(-0.45, 0.45)  # where across the width the light falls, -1..1
-    line_w = rng.uniform(0.8, 1.5)  # outline width, pixels
-    n_spots = int(rng.poisson(4.0)) if rng.random() < 0.45 else 0
-    spots = rng.uniform([-0.8, -0.7, 0.5], [0.8, 0.7, 1.6], size=(n_spots, 3))  # (s, u, radius px)
+    line_w = min(rng.uniform(0.8, 1.5), 0.35 * width)  # outline width, pixels
+    n_spots = int(rng.poisson(look.spots))
+    spots = rng.uniform([-0.8, -0.7, 0.04], [0.8, 0.7, 0.22], size=(n_spots, 3))  # (s, u, radius / width)
 
     # Bounding square of the rotated centre line, padded by the thickness: the patch to draw in.
     cos, sin = math.cos(theta), math.sin(theta)
@@ -126,22 +166,22 @@ def _banana_patch(rng: np.random.Generator, size: int) -> np.ndarray:
     body = (np.abs(s) < 1.0) & (v < outer) & (v > -inner)
     s_end = -1.0 - stem_len / half
     stem_half = stem_w * (1.0 + 0.35 * smoothstep(s_end + 0.05, s_end, s))  # the cut end flares
-    stem = (s > s_end) & (s < -0.8) & (np.abs(v) < stem_half)
+    stem = (s > s_end) & (s < -0.8) & (np.abs(v) < stem_half) if look.stalk else np.zeros_like(body)
     inside = body | stem
 
     # Shading across the width: a rounded body lit from one side, a highlight and one facet ridge.
     u = np.where(v >= 0, v / np.maximum(outer, 1e-6), v / np.maximum(inner, 1e-6))
     round_ = np.sqrt(np.clip(1.0 - ((u - light) / (1.0 + abs(light))) ** 2, 0.0, 1.0))
     shade = (0.55 + 0.45 * round_) * (1.0 - 0.10 * np.exp(-(((u + 0.35) / 0.08) ** 2)))
-    colour = yellow * shade[..., None]
+    colour = look.skin * shade[..., None]
     colour = colour + (0.16 * np.exp(-(((u - 0.8 * light) / 0.2) ** 2)) * (1.0 - np.abs(s) ** 4))[..., None]
-    colour = _mix(colour, (0.50, 0.62, 0.14), greenness * smoothstep(-0.45, -1.0, s))
+    colour = _mix(colour, (0.50, 0.62, 0.14), look.greenness * smoothstep(-0.45, -1.0, s))
     colour = _mix(colour, (0.24, 0.16, 0.06), smoothstep(0.84, 0.97, s))  # blossom tip
     for s_k, u_k, rad in spots:  # ripeness spots
         a_k = s_k * half / radius
         d_k = radius + u_k * width
         dist = np.hypot(X - d_k * math.sin(a_k), Y - d_k * math.cos(a_k))
-        colour = _mix(colour, (0.35, 0.22, 0.07), 0.8 * np.exp(-((dist / rad) ** 2)))
+        colour = _mix(colour, _SPOT, 0.8 * np.exp(-((dist / (0.4 + rad * width)) ** 2)))
 
     # The stalk: olive-brown, darker at the cut end.
     stem_only = stem & ~body
@@ -161,26 +201,64 @@ def _banana_patch(rng: np.random.Generator, size: int) -> np.ndarray:
     rgb = np.clip(premul / np.maximum(alpha, 1e-6)[..., None], 0.0, 1.0)
     rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
     patch = np.concatenate([rgb, alpha[..., None]], axis=-1)
-    return patch[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+    # The stalk's end (or the body's, without a stalk) in patch pixels, after the crop.
+    end_x, end_y = qx[0] + cx - cols[0], qy[0] + cy - rows[0]
+    return patch[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32), (end_x, end_y)
+
+
+def _over(layers: Sequence[tuple[np.ndarray, int, int]]) -> np.ndarray:
+    """Composite straight-RGBA patches placed at ``(patch, x0, y0)`` (x0, y0 >= 0), the last on top:
+    ``np.ndarray[h, w, 4]`` just large enough to hold them all."""
+    h = max(y0 + p.shape[0] for p, _, y0 in layers)
+    w = max(x0 + p.shape[1] for p, x0, _ in layers)
+    premul, alpha = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    for patch, x0, y0 in layers:
+        a = patch[..., 3]
+        region = (slice(y0, y0 + patch.shape[0]), slice(x0, x0 + patch.shape[1]))
+        premul[region] = premul[region] * (1.0 - a[..., None]) + patch[..., :3] * a[..., None]
+        alpha[region] = alpha[region] * (1.0 - a) + a
+    rgb = premul / np.maximum(alpha, 1e-6)[..., None]
+    return np.concatenate([np.clip(rgb, 0.0, 1.0), alpha[..., None]], axis=-1)
+
+
+def _bananas_patch(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One banana, or a bunch of 2-3 fanned out from one stalk point (boxed as one), tight to its alpha:
+    ``np.ndarray[h, w, 4]`` float32 straight RGBA, at most ``size`` on a side."""
+    count = int(rng.choice([1, 2, 3], p=[0.8, 0.13, 0.07]))
+    look = _draw_look(rng, size, largest=0.46 if count == 1 else 0.32)
+    theta = rng.uniform(0.0, 2.0 * math.pi)
+    if count == 1:
+        return _banana_patch(rng, look, theta)[0]
+    spread = rng.uniform(0.22, 0.45)  # radians between neighbours
+    drawn = [_banana_patch(rng, look, theta + spread * (k - (count - 1) / 2)) for k in range(count)]
+    # Each patch placed so that its stalk's end lands on one shared point (give or take a pixel).
+    ends = np.array([end for _, end in drawn]) + rng.uniform(-1.0, 1.0, (count, 2))
+    corners = np.round(ends.max(axis=0) - ends).astype(int)  # [count, 2] top-left of each patch
+    order = rng.permutation(count)
+    patch = _over([(drawn[k][0], *corners[k]) for k in order])
+    alpha = patch[..., 3]
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    return patch[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][:size, :size]
 
 
 def _render_banana(
     rng: np.random.Generator, size: int = BANANA_SIZE
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Draw one banana at a random place, fully inside a ``size`` x ``size`` image.
+    """Draw one banana (or a bunch) at a random place, fully inside a ``size`` x ``size`` image.
 
     Returns:
         (np.ndarray[size, size, 4], (xmin, ymin, xmax, ymax)): the layer as float32 straight
         (not premultiplied) RGBA in 0..1, and the tight pixel box of ``alpha > 0``
         (``xmin``, ``ymin`` the first covered pixel, ``xmax``, ``ymax`` the last one + 1).
     """
-    patch = _banana_patch(rng, size)
+    patch = _bananas_patch(rng, size)
     h, w = patch.shape[:2]
     x0 = int(rng.integers(0, size - w + 1))
     y0 = int(rng.integers(0, size - h + 1))
     layer = np.zeros((size, size, 4), np.float32)
     layer[y0 : y0 + h, x0 : x0 + w] = patch
-    return layer, (x0, y0, x0 + w, y0 + h)
+    rows, cols = np.flatnonzero(layer[..., 3].any(axis=1)), np.flatnonzero(layer[..., 3].any(axis=0))
+    return layer, (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def _photo_background(rng: np.random.Generator, photo: Image.Image, size: int) -> np.ndarray:
@@ -205,18 +283,85 @@ def _background(rng: np.random.Generator, photos: Sequence[Image.Image], size: i
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
+def _shadow(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
+    """A soft drop shadow of ``alpha`` ``[H, W]``: how much to darken each background pixel, 0..1."""
+    size = alpha.shape[0]
+    dx, dy = np.round(rng.uniform(-0.025, 0.025, 2) * size).astype(int)
+    shifted = np.roll(alpha, (dy, dx), axis=(0, 1))
+    blurred = Image.fromarray(np.round(shifted * 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(rng.uniform(1.0, 4.0)))
+    return np.asarray(blurred, np.float32) / 255.0 * rng.uniform(0.2, 0.5)
+
+
+def _occluder(rng: np.random.Generator, alpha: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    """An ellipse or a short stick over part of the banana (5 % to 30 % of it): its coverage
+    ``[H, W]`` in 0..1, or None when no try hid that much."""
+    size = alpha.shape[0]
+    x1, y1, x2, y2 = box
+    side = max(x2 - x1, y2 - y1)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    for _ in range(6):
+        cx, cy = rng.uniform(x1, x2), rng.uniform(y1, y2)
+        angle = rng.uniform(0.0, math.pi)
+        u = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)
+        v = -(xx - cx) * math.sin(angle) + (yy - cy) * math.cos(angle)
+        if rng.random() < 0.5:  # an ellipse, its edge antialiased over about a pixel
+            a, b = rng.uniform(0.15, 0.6, 2) * side
+            edge = (1.0 - np.hypot(u / a, v / b)) * min(a, b)
+        else:  # a stick with round ends: the distance to a segment, less its half-width
+            length, half_width = rng.uniform(0.4, 0.8) * side, rng.uniform(0.06, 0.18) * side
+            edge = half_width - np.hypot(np.maximum(np.abs(u) - length, 0.0), v)
+        cover = np.clip(edge + 0.5, 0.0, 1.0)
+        hidden = float((cover * alpha).sum() / alpha.sum())
+        if 0.05 <= hidden <= 0.3:
+            return cover
+    return None
+
+
+def _relight(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The whole scene under other light and another camera: a colour cast, gain, gamma, a light
+    gradient, sometimes a slight blur and sensor noise. ``[H, W, 3]`` in and out, 0..1."""
+    size = image.shape[0]
+    image = np.clip(image * rng.uniform(0.88, 1.12, 3) * rng.uniform(0.75, 1.15), 0.0, 1.0) ** rng.uniform(0.8, 1.25)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    image = image * (1.0 + rng.uniform(-0.35, 0.35) * (xx * math.cos(angle) + yy * math.sin(angle)))[..., None]
+    if rng.random() < 0.2:
+        blurred = Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(rng.uniform(0.4, 1.1)))
+        image = np.asarray(blurred, np.float32) / 255.0
+    if rng.random() < 0.5:
+        image = image + rng.normal(0.0, rng.uniform(0.005, 0.03), image.shape).astype(np.float32)
+    return np.clip(image, 0.0, 1.0)
+
+
 def _render_example(
     background_rng: np.random.Generator,
     banana_rng: np.random.Generator,
     photos: Sequence[Image.Image] = (),
     size: int = BANANA_SIZE,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """One data-set image: ``(uint8 np.ndarray[size, size, 3], alpha np.ndarray[size, size], box)``."""
+    """One data-set image: ``(uint8 np.ndarray[size, size, 3], alpha np.ndarray[size, size], box)``.
+
+    The banana (or bunch) over the background, sometimes with a drop shadow (45 %), part of it
+    behind an occluder filled with another background (20 %), and the whole
+    scene relit (80 %). ``alpha`` is the whole banana's coverage, occluded or not, and ``box``
+    its tight box: the label is where the banana is, not only the part one sees.
+    """
     background = _background(background_rng, photos, size)
     layer, box = _render_banana(banana_rng, size)
-    alpha = layer[..., 3:]
-    image = background * (1.0 - alpha) + layer[..., :3] * alpha
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8), layer[..., 3], box
+    alpha = layer[..., 3]
+    if banana_rng.random() < 0.45:
+        background = background * (1.0 - _shadow(banana_rng, alpha))[..., None]
+    image = background * (1.0 - alpha[..., None]) + layer[..., :3] * alpha[..., None]
+    if banana_rng.random() < 0.2:
+        cover = _occluder(banana_rng, alpha, box)
+        if cover is not None:
+            fill = _background(banana_rng, photos, size)
+            image = image * (1.0 - cover[..., None]) + fill * cover[..., None]
+    if banana_rng.random() < 0.8:
+        image = _relight(banana_rng, image)
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8), alpha, box
 
 
 def generate_bananas(

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import ArgumentError, check_int
-from ..anchors import multibox_prior
+from ..anchors import multibox_prior, offset_inverse
+from ..boxes import box_iou
 
 __all__ = [
     "SIZES",
@@ -206,7 +207,8 @@ def calc_loss(cls_preds: Tensor, cls_labels: Tensor, bbox_preds: Tensor, bbox_la
 
 
 def hard_negative_loss(cls_preds: Tensor, cls_labels: Tensor, bbox_preds: Tensor, bbox_labels: Tensor,
-                       bbox_masks: Tensor, neg_ratio: float = 3.0) -> Tensor:
+                       bbox_masks: Tensor, neg_ratio: float = 3.0, ignore: Tensor | None = None,
+                       min_negatives: int = 1) -> Tensor:
     """SSD's loss (Liu et al. 2016, section 2.2), not the book's: cross-entropy over every positive
     anchor and only the ``neg_ratio`` times as many background anchors the network finds hardest
     (highest loss), plus L1 over the positives' offsets, both divided by the number of positives.
@@ -216,7 +218,10 @@ def hard_negative_loss(cls_preds: Tensor, cls_labels: Tensor, bbox_preds: Tensor
     image's background counts at most ``neg_ratio`` times its bananas. An image without a positive
     anchor learns from its single hardest background anchor.
 
-    Args: as :func:`calc_loss`, and ``neg_ratio`` (float): hard negatives per positive, ``> 0``.
+    Args: as :func:`calc_loss`, and ``neg_ratio`` (float): hard negatives per positive, ``> 0``;
+    ``ignore`` (Tensor[B, A] bool, optional): background anchors never picked as hard negatives
+    (e.g. :func:`overlapping_negatives`); ``min_negatives`` (int): at least this many hard
+    negatives per image, however few its positives (a small banana has one).
 
     Returns:
         Tensor[B]: each image's loss.
@@ -227,13 +232,44 @@ def hard_negative_loss(cls_preds: Tensor, cls_labels: Tensor, bbox_preds: Tensor
     positive = cls_labels > 0  # [B, A]
     num_pos = positive.sum(dim=1)  # [B]
     # Rank the background anchors by their loss, hardest first; positives rank last.
-    background_loss = cls.detach().masked_fill(positive, -1.0)
+    skip = positive if ignore is None else positive | ignore  # [B, A]
+    background_loss = cls.detach().masked_fill(skip, -1.0)
     rank = background_loss.argsort(dim=1, descending=True).argsort(dim=1)  # [B, A]
-    hard = (rank < (neg_ratio * num_pos).clamp(min=1)[:, None]) & ~positive  # [B, A]
+    hard = (rank < (neg_ratio * num_pos).clamp(min=min_negatives)[:, None]) & ~skip  # [B, A]
     denominator = num_pos.clamp(min=1).to(cls.dtype)
     cls_loss = (cls * (positive | hard)).sum(dim=1) / denominator
     bbox_loss = F.l1_loss(bbox_preds * bbox_masks, bbox_labels * bbox_masks, reduction="none").sum(dim=1) / denominator
     return cls_loss + bbox_loss
+
+
+def overlapping_negatives(anchors: Tensor, bbox_preds: Tensor, labels: Tensor, cls_labels: Tensor,
+                          iou_threshold: float = 0.5) -> Tensor:
+    """Background anchors whose own predicted box already overlaps a true box by ``iou_threshold``
+    or more (YOLO's ignore rule), for :func:`hard_negative_loss`'s ``ignore``.
+
+    :func:`~vision_core.anchors.multibox_target` makes an anchor background when its IoU with
+    every banana is under 0.5; for a small banana that is every anchor but its assigned one,
+    including the neighbours one stride away that see the same pixels. Mined as the hardest
+    negatives, three of them per positive, they teach the network that a banana is background
+    three times out of four, and its top scores settle near 0.3. Not mining anchors that already
+    box the banana well lets the scores rise; NMS removes their duplicate boxes at inference.
+
+    Args:
+        anchors (Tensor[1, A, 4] or Tensor[A, 4]): ``xyxy`` anchors, normalised.
+        bbox_preds (Tensor[B, A * 4]): predicted offsets (not differentiated through).
+        labels (Tensor[B, G, 5]): ``(class, x1, y1, x2, y2)`` normalised; class ``< 0`` pads.
+        cls_labels (Tensor[B, A]): :func:`~vision_core.anchors.multibox_target`'s classes (0 background).
+        iou_threshold (float): in ``(0, 1]``.
+
+    Returns:
+        Tensor[B, A]: bool.
+    """
+    anchors = anchors[0] if anchors.dim() == 3 else anchors  # [A, 4]
+    with torch.no_grad():
+        boxes = offset_inverse(anchors, bbox_preds.detach().float().reshape(bbox_preds.shape[0], -1, 4))  # [B, A, 4]
+        iou = box_iou(boxes, labels[..., 1:].float())  # [B, A, G]
+        iou = iou.masked_fill((labels[..., 0] < 0)[:, None, :], 0.0)
+        return (iou.amax(dim=2) >= iou_threshold) & (cls_labels == 0)
 
 
 def _cls_correct(cls_preds: Tensor, cls_labels: Tensor) -> Tensor:

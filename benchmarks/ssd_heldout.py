@@ -132,6 +132,26 @@ def _tiles(net: nn.Module, images: Tensor, labels: Tensor | None, name: str, cou
     return tiles
 
 
+SIZE_BUCKETS = ((0.0, 0.15), (0.15, 0.22), (0.22, 0.30), (0.30, 1.01))  # the box's longer side / the image's
+
+
+def by_size(net: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 32) -> list[list[str]]:
+    """Table rows per banana size (the true box's longer side over the image's): how many images,
+    the share whose top box is right (IoU >= 0.5), its median score, the share right at >= 0.9."""
+    top = _top_rows(net, images, batch_size)
+    height, width = images.shape[-2:]
+    truth = labels[:, 0, 1:].float() * torch.tensor([width, height, width, height], dtype=torch.float32)
+    side = torch.maximum((truth[:, 2] - truth[:, 0]) / width, (truth[:, 3] - truth[:, 1]) / height)  # [N]
+    hit = (_pairwise_iou(top[:, 2:], truth) >= IOU_HIT) & (top[:, 0] >= 0)
+    rows = []
+    for lo, hi in SIZE_BUCKETS:
+        m = (side >= lo) & (side < hi)
+        if m.any():
+            rows.append([f"{lo:.0%}-{min(hi, 1):.0%}", f"{int(m.sum())}", f"{hit[m].float().mean():.0%}",
+                         f"{top[m, 1].median():.2f}", f"{(hit[m] & (top[m, 1] >= BOOK_THRESHOLD)).float().mean():.0%}"])
+    return rows
+
+
 def _cell(metrics: dict[str, float], key: str, fmt: str) -> str:
     if key not in metrics:
         return "-"
@@ -174,6 +194,9 @@ def main() -> None:
               f"held-out, seed {args.seed} ({len(images)} + {len(negatives)} negatives)"]
     print_table([[name, _cell(results["val"], key, fmt), _cell(results["heldout"], key, fmt)]
                  for key, name, fmt in _ROWS], header)
+    print("held-out images by the banana's size (its box's longer side over the image's):")
+    print_table(by_size(net, images, labels), ["size", "images", "top box right", "median top score",
+                                               "right at >= 0.9"])
     if args.json is not None:
         payload = {"machine": machine_line(), "weights": entry.name, "device": device.type,
                    "val_data": None if args.val_data is None else str(args.val_data), "heldout_seed": args.seed,

@@ -265,3 +265,14 @@ def test_measure_counts_a_perfect_top_box_as_correct(generated):
     metrics = measure(net, images, labels, device="cpu")
     assert metrics["top_iou_0.5"] == 1.0
     assert metrics["correct_at_0.9"] == pytest.approx(float((top[:, 1] >= 0.9).float().mean()))
+
+
+def test_by_size_splits_every_image_into_one_size_row(generated):
+    from benchmarks.ssd_heldout import by_size
+    from vision_core.checkpoints import load_tiny_ssd
+
+    net, _ = load_tiny_ssd()
+    images, labels = read_heldout_bananas(generated)
+    rows = by_size(net, images, labels, batch_size=8)
+    assert sum(int(r[1]) for r in rows) == N_IMAGES
+    assert all(r[0].endswith("%") and 0 <= float(r[3]) <= 1 for r in rows)

@@ -170,8 +170,9 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
         preview_threshold (float): minimum score of a previewed box, in ``[0, 1]``.
         record_interval (float): seconds between in-epoch records, ``>= 0``.
         cpu_bfloat16 (bool): on the CPU, train and evaluate under bfloat16 autocast (the loss,
-            softmax and offsets stay float32): more than twice the float32 speed on a Xeon with
-            AMX, slower on CPUs without bfloat16 instructions. Ignored on other devices.
+            softmax and offsets stay float32): 2.2 times the float32 speed on a 2-core AMD EPYC
+            with AVX-512 BF16 (benchmarks/ssd.py), slower on CPUs without bfloat16 instructions.
+            Ignored on other devices.
 
     Returns:
         Iterator[Progress]: the records.

@@ -53,8 +53,8 @@ def add_train_parser(models: argparse._SubParsersAction) -> None:
                      "the manifest then records the chain of commands")
     add_device(ssd)
     ssd.add_argument("--cpu-bfloat16", action="store_true",
-                     help="on the CPU, train under bfloat16 autocast: more than 2x faster on CPUs with AMX, slower "
-                     "on ones without bfloat16 instructions")
+                     help="on the CPU, train under bfloat16 autocast: about 2x faster on CPUs with bfloat16 "
+                     "instructions (AVX-512 BF16, AMX), slower on ones without")
     ssd.add_argument("--save", nargs="?", const=TRAINED_NAME, default=TRAINED_NAME, metavar="NAME",
                      help=f"record the weights under this registry name (default: {TRAINED_NAME}, replaced by the "
                      "next default run); other weights already in the project's pretrained/ (the shipped ones) are "

@@ -25,8 +25,8 @@ from vision_core.weights import WeightsError, save_weights
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 BOOK_FMAPS = [(32, 32), (16, 16), (8, 8), (4, 4), (1, 1)]  # TinySSD's stages for a 256 x 256 input
 # What the shipped TinySSD reaches on the project's held-out set, less a margin (README, TinySSD: it
-# measures 0.647 and 39.5 %, with 3 of 200 banana-free photos boxed; issue 18 asks 0.90, 80 % and 0).
-HELDOUT_BAR = {"map_50": 0.62, "correct_at_0.9": 0.37, "false_box_images": 3}
+# measures 0.719 and 44 %, with none of 200 banana-free photos boxed; issue 18 asks 0.90, 80 % and 0).
+HELDOUT_BAR = {"map_50": 0.70, "correct_at_0.9": 0.42, "false_box_images": 0}
 EPOCH_KEYS = {"epoch", "loss", "examples_per_s", "class_err", "bbox_mae", "val_class_err", "val_bbox_mae"}
 
 
@@ -575,15 +575,17 @@ def test_cuda_and_cpu_agree_on_a_forward_pass():
 
 
 def test_shipped_checkpoint_meets_the_bar_on_the_validation_split():
-    """Issue 4's bar (mAP@0.5 0.95 on generator v2's validation split, where it measures 0.916 now),
-    moved to generator v3's harder split; measured again here rather than read from the manifest."""
+    """Issue 4's bar (mAP@0.5 0.95 on generator v2's validation split), moved to generator v4's
+    harder split (bunches of up to 4, hair-thin ends, bananas a tenth of the side), where the book's
+    class error is 3.42e-3 (the book prints 3.22e-3 on its photos); measured again here rather
+    than read from the manifest."""
     from vision_core.data.bananas import load_bananas
 
     net, entry = checkpoints.load_tiny_ssd()
     images, labels = load_bananas(split="val")  # generated on first use, deterministic for seed 0
     metrics = ssd.evaluate_ssd(net, images, labels, device="cpu")
-    assert metrics["class_err"] <= 3.3e-3 and metrics["bbox_mae"] <= 3.1e-3
-    assert metrics["map_50"] >= 0.80
+    assert metrics["class_err"] <= 3.5e-3 and metrics["bbox_mae"] <= 3.1e-3
+    assert metrics["map_50"] >= 0.85
     for key in ("class_err", "bbox_mae", "map_50", "map"):  # the manifest tells the truth
         assert metrics[key] == pytest.approx(entry.metrics[f"val_{key}"], abs=2e-3)
 

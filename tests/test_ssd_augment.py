@@ -293,12 +293,49 @@ def test_cuda_matches_cpu():
     ({"p_flip": 1.5}, "p_flip must be a number in"),
     ({"hue": 200.0}, "hue must be a number in"),
     ({"min_box_side": -0.1}, "min_box_side"),
+    ({"p_background": 1.5}, "p_background must be a number in"),
+    ({"min_background_side": 0.0}, "min_background_side must be a number in"),
 ])
 def test_bad_arguments_are_argument_errors(kwargs, message):
     args = {"images": torch.zeros(2, 3, 8, 8), "labels": torch.zeros(2, 1, 5), "generator": gen(0)}
     args.update(kwargs)
     with pytest.raises(ArgumentError, match=message):
         ssd_augment(args.pop("images"), args.pop("labels"), args.pop("generator"), **args)
+
+
+def test_background_windows_hold_no_box_and_no_banana_pixel():
+    # Boxes on whole pixels, with room beside them: left (x 0..24 of 64), below, above, right.
+    images, labels = rectangles(64, 64, [(24, 8, 56, 40), (8, 0, 40, 24), (10, 40, 50, 64), (0, 20, 30, 50)])
+    out, out_labels = ssd_augment(images, labels, gen(0), p_background=1.0, **OFF)
+    assert torch.equal(out_labels, torch.full_like(labels, -1.0))  # every row is padding now
+    # Bilinear sampling reads half an output pixel past the window's edge, so the rim may blend
+    # in the box's first row or column; inside it, no banana pixel remains.
+    assert out[:, :, 1:-1, 1:-1].amax() <= PIXEL_ATOL
+    assert out.shape == images.shape
+
+
+def test_background_window_is_the_largest_square_beside_the_boxes():
+    from vision_core.data.augment import _background_window
+
+    low, high = torch.tensor([[0.6, 0.2], [0.1, 0.1], [float("inf")] * 2]), torch.tensor([[0.9, 0.5], [0.3, 0.4], [-float("inf")] * 2])
+    scale, shift, side = _background_window(low, high, torch.tensor([1.0, 0.0, 0.5]))
+    # Left of the first union is 0.6 wide (above 0.2, right 0.1, below 0.5): x from 0, y at the far end.
+    # Right of the second is 0.7 wide: x from 0.3. No box: the whole image.
+    assert torch.allclose(side, torch.tensor([0.6, 0.7, 1.0]))
+    start = -shift / scale  # [B, 2]
+    assert torch.allclose(start, torch.tensor([[0.0, 0.4], [0.3, 0.0], [0.0, 0.0]]), atol=1e-6)
+
+
+def test_background_windows_keep_the_other_draws_and_skip_tight_pictures():
+    images, labels = rectangles(64, 64, [(24, 8, 56, 40), (4, 4, 60, 60), (8, 0, 40, 24)])
+    plain = ssd_augment(images, labels, gen(3))
+    mixed = ssd_augment(images, labels, gen(3), p_background=1.0)
+    # The middle picture has no square of 0.3 beside its box: it gets steps 1-4 as without step 5.
+    assert torch.equal(mixed[0][1], plain[0][1]) and torch.equal(mixed[1][1], plain[1][1])
+    assert (mixed[1][[0, 2], :, 0] == -1).all() and (mixed[1][1, :, 0] >= -1).all()
+    half = ssd_augment(images.repeat(20, 1, 1, 1), labels.repeat(20, 1, 1), gen(4), p_background=0.5)[1]
+    emptied = (half[:, :, 0] < 0).all(1)
+    assert 0.2 < emptied[0::3].float().mean() < 0.8 and not emptied[1::3].any()
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -369,6 +406,30 @@ def test_train_ssd_without_augment_is_the_default_run():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_train_ssd_background_crops_empty_some_training_pictures(spy):
+    train = square_bananas(8)
+    records = list(ssd.train_ssd(train, net=fresh_net(), epochs=1, batch_size=8, device="cpu", augment=True,
+                                 background_crops=1.0, loss="hard_negatives_ignore", optimizer="adamw", lr=1e-3))
+    assert records[-1].done and math.isfinite(records[-1].metrics["loss"])
+    emptied = (spy[0][1][:, :, 0] < 0).all(1)
+    assert emptied.any()  # a square of a third of the side leaves room on some side
+    with pytest.raises(ArgumentError, match="background_crops must be 0 unless augment is True"):
+        ssd.train_ssd(train, net=fresh_net(), background_crops=0.1)
+    with pytest.raises(ArgumentError, match="background_crops must be a number in"):
+        ssd.train_ssd(train, net=fresh_net(), augment=True, background_crops=2.0)
+
+
+def test_cli_background_crops_need_augment_and_are_recorded(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "ssd", "--background-crops", "0.1", "--epochs", "1", "--no-save"])
+    assert exit_.value.code == 2 and "--background-crops needs --augment" in capsys.readouterr().err
+    args = argparse.Namespace(epochs=1, batch_size=32, lr=0.001, seed=0, data_seed=0, device="cpu",
+                              optimizer="adamw", augment=True, loss="hard_negatives_ignore", data=None, init=None,
+                              synthetic_train=6000, cpu_bfloat16=False, background_crops=0.1)
+    assert _train_command(args).endswith("--augment --background-crops 0.1 --loss hard_negatives_ignore "
+                                         "--synthetic-train 6000")
+
+
 @pytest.mark.parametrize("value", [1, "yes", None])
 def test_train_ssd_checks_augment(value):
     with pytest.raises(ArgumentError, match="augment must be True or False"):
@@ -386,7 +447,7 @@ def test_cli_help_lists_augment(capsys):
 def test_train_command_records_augment():
     args = argparse.Namespace(epochs=2, batch_size=4, lr=0.2, seed=1, data_seed=0, device="cpu", optimizer="sgd",
                               data=None, init=None, augment=True, loss="book", synthetic_train=1000,
-                              cpu_bfloat16=False)
+                              cpu_bfloat16=False, background_crops=0.0)
     assert _train_command(args) == ("python -m vision_core train ssd --epochs 2 --batch-size 4 --lr 0.2 --seed 1 "
                                     "--data-seed 0 --device cpu --augment")
     assert "--augment" not in _train_command(argparse.Namespace(**{**vars(args), "augment": False}))
@@ -490,7 +551,7 @@ def test_train_ssd_with_ignoring_hard_negatives_runs_and_the_cli_offers_it():
     assert records[-1].done and math.isfinite(records[-1].metrics["loss"])
     args = argparse.Namespace(epochs=1, batch_size=32, lr=0.001, seed=0, data_seed=0, device="cpu",
                               optimizer="adamw", augment=True, loss="hard_negatives_ignore", data=None, init=None,
-                              synthetic_train=6000, cpu_bfloat16=True)
+                              synthetic_train=6000, cpu_bfloat16=True, background_crops=0.0)
     assert _train_command(args).endswith("--augment --loss hard_negatives_ignore --synthetic-train 6000 --cpu-bfloat16")
 
 
@@ -504,5 +565,5 @@ def test_train_ssd_with_hard_negatives_runs_and_the_cli_records_it():
         ssd.train_ssd(data, net=fresh_net(), loss="focal")
     args = argparse.Namespace(epochs=1, batch_size=4, lr=0.001, seed=0, data_seed=0, device="cpu", optimizer="adamw",
                               augment=True, loss="hard_negatives", data=None, init=None, synthetic_train=1000,
-                              cpu_bfloat16=False)
+                              cpu_bfloat16=False, background_crops=0.0)
     assert _train_command(args).endswith("--optimizer adamw --augment --loss hard_negatives")

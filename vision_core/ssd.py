@@ -107,7 +107,8 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
               optimizer: str = "sgd", device: str | torch.device | None = None, seed: int = 0,
               augment: bool = False, loss: str = "book", stop: threading.Event | None = None,
               preview_image: Tensor | None = None, preview_threshold: float = 0.9,
-              record_interval: float = 0.25, cpu_bfloat16: bool = False) -> Iterator[Progress]:
+              record_interval: float = 0.25, cpu_bfloat16: bool = False,
+              background_crops: float = 0.0) -> Iterator[Progress]:
     """Train ``net`` in place as the book does (SGD, the book's ``calc_loss``), streaming progress.
 
     ``optimizer="adamw"`` swaps the book's plain SGD for AdamW, the one departure offered:
@@ -173,6 +174,10 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
             softmax and offsets stay float32): 2.2 times the float32 speed on a 2-core AMD EPYC
             with AVX-512 BF16 (benchmarks/ssd.py), slower on CPUs without bfloat16 instructions.
             Ignored on other devices.
+        background_crops (float): with ``augment``, the share of training samples that become a
+            banana-free window of their own picture (``ssd_augment``'s ``p_background``), in
+            ``[0, 1]``: every banana picture has a box to find, and these teach the network that a
+            picture may have none. 0 (the default) draws no extra random numbers.
 
     Returns:
         Iterator[Progress]: the records.
@@ -195,6 +200,9 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
     preview_threshold = check_real(preview_threshold, "preview_threshold", 0.0, 1.0)
     record_interval = check_real(record_interval, "record_interval", 0.0, 3600.0)
     cpu_bfloat16 = check_bool(cpu_bfloat16, "cpu_bfloat16")
+    background_crops = check_real(background_crops, "background_crops", 0.0, 1.0)
+    if background_crops > 0 and not augment:
+        raise ArgumentError("background_crops", "0 unless augment is True", background_crops)
     if preview_image is None and val is not None:
         preview_image = val[0][0]
     if preview_image is not None:
@@ -204,7 +212,8 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
 
     def start() -> _SSDEpochs:
         return _SSDEpochs(net, train, val, batch_size, lr, weight_decay, optimizer, device, seed, preview_image,
-                          preview_threshold, augment, LOSSES[loss], cpu_bfloat16, loss in _IGNORING)
+                          preview_threshold, augment, LOSSES[loss], cpu_bfloat16, loss in _IGNORING,
+                          background_crops)
 
     return stream_epochs(net, device, epochs, start, stop, record_interval)
 
@@ -217,7 +226,7 @@ class _SSDEpochs(EpochSteps):
                  batch_size: int, lr: float, weight_decay: float, optimizer: str, device: torch.device, seed: int,
                  preview_image: Tensor | None, preview_threshold: float, augment: bool = False,
                  loss_fn: Callable[..., Tensor] = calc_loss, cpu_bfloat16: bool = False,
-                 ignore_overlapping: bool = False):
+                 ignore_overlapping: bool = False, background_crops: float = 0.0):
         self.net, self.device, self.batch_size = net, device, batch_size
         self.amp = autocast_dtype(device, cpu_bfloat16=cpu_bfloat16)
         # Moved once: 1000 banana images are 197 MB as uint8; they become float per batch.
@@ -228,6 +237,7 @@ class _SSDEpochs(EpochSteps):
         # A generator of its own: the shuffle order is the same with and without augmentation.
         self.augmenter = torch.Generator().manual_seed((seed + 1) % 2**63) if augment else None
         self.loss_fn, self.ignore_overlapping = loss_fn, ignore_overlapping
+        self.background_crops = background_crops
         self.preview_image, self.preview_threshold = preview_image, preview_threshold
         self.batches = math.ceil(self.images.shape[0] / batch_size)
 
@@ -242,7 +252,7 @@ class _SSDEpochs(EpochSteps):
         self.updater.zero_grad()
         X, Y = _as_input(self.images[idx], self.device), self.labels[idx]
         if self.augmenter is not None:
-            X, Y = ssd_augment(X, Y, self.augmenter)
+            X, Y = ssd_augment(X, Y, self.augmenter, p_background=self.background_crops)
             X = to_device_layout(X, self.device)  # resampling may have dropped channels-last
         anchors, cls_preds, bbox_preds = _forward_float(self.net, X, self.amp)
         bbox_labels, bbox_masks, cls_labels = multibox_target(anchors, Y)

@@ -36,6 +36,9 @@ def add_train_parser(models: argparse._SubParsersAction) -> None:
                      help="augment each training batch as SSD does: random zoom-out, crops that keep every banana, "
                      "horizontal flips and colour changes (vision_core.data.augment), seeded by --seed; the book "
                      "trains without (default: off)")
+    ssd.add_argument("--background-crops", type=float_in("background crops", 0.0, 1.0), default=0.0, metavar="P",
+                     help="with --augment, this share of the training samples becomes a banana-free window of its own "
+                     "picture, so the network also sees pictures with nothing to box (default: 0)")
     ssd.add_argument("--loss", choices=("book", "hard_negatives", "hard_negatives_ignore"), default="book",
                      help="book: the book's calc_loss over all anchors; hard_negatives: SSD's, the positives and "
                      "3 times as many of the hardest background anchors; hard_negatives_ignore: the same, never "
@@ -83,6 +86,8 @@ def _train_command(args: argparse.Namespace) -> str:
         parts += ["--optimizer", args.optimizer]
     if args.augment:
         parts += ["--augment"]
+    if args.background_crops:
+        parts += ["--background-crops", repr(args.background_crops)]
     if args.loss != "book":
         parts += ["--loss", args.loss]
     if args.data is not None:
@@ -159,6 +164,8 @@ def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
     # Everything the command line names is checked before a step of training.
     device = resolve_or_exit(args.device, parser)
+    if args.background_crops and not args.augment:
+        parser.error("--background-crops needs --augment")
     _check_save(args, parser)
     started, previous = None, None
     if args.init is not None:
@@ -176,7 +183,8 @@ def _cmd_train_ssd(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     start = time.perf_counter()
     last = run_with_bar(train_ssd(train, val, net=net, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                   optimizer=args.optimizer, device=device, seed=args.seed, augment=args.augment,
-                                  loss=args.loss, cpu_bfloat16=args.cpu_bfloat16))
+                                  loss=args.loss, cpu_bfloat16=args.cpu_bfloat16,
+                                  background_crops=args.background_crops))
     seconds = time.perf_counter() - start
     try:
         metrics = evaluate_ssd(net, *val, device=device)

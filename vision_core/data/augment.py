@@ -18,6 +18,10 @@ and moves the boxes with the pixels so the labels stay exact. What each one teac
 * **changing colours** (d2l 14.1's ``ColorJitter``: brightness, contrast, saturation, hue):
   other lighting and white balance, so the detector keys on shape rather than on one exact
   yellow.
+* **banana-free windows** (off unless asked for): the largest square beside the boxes,
+  stretched to the image's size, with no box left. Every training picture holds a banana, so
+  without them the network never sees a whole picture without one, and it learns that a
+  picture always has somewhere to put a box.
 
 The three geometric ones compose into one axis-aligned affine map per sample (scale,
 translate, mirror), applied with one ``affine_grid`` + ``grid_sample`` to the batch; the
@@ -62,7 +66,8 @@ def ssd_augment(images: Tensor, labels: Tensor, generator: torch.Generator, *,
                 zoom_out: tuple[float, float] = (1.0, 2.0), crop: tuple[float, float] = (0.6, 1.0),
                 min_box_side: float = 0.08, p_zoom_out: float = 0.3, p_crop: float = 0.4, p_flip: float = 0.5,
                 p_color: float = 0.5, brightness: float = 32.0, contrast: tuple[float, float] = (0.5, 1.5),
-                saturation: tuple[float, float] = (0.5, 1.5), hue: float = 18.0) -> tuple[Tensor, Tensor]:
+                saturation: tuple[float, float] = (0.5, 1.5), hue: float = 18.0, p_background: float = 0.0,
+                min_background_side: float = 0.3) -> tuple[Tensor, Tensor]:
     """Randomly zoom out, crop, flip and recolour a batch of detection images, and move their boxes.
 
     Each sample draws its own parameters. In order:
@@ -81,9 +86,14 @@ def ssd_augment(images: Tensor, labels: Tensor, generator: torch.Generator, *,
        own fractions in ``crop`` of the canvas's (so the aspect ratio changes by up to
        ``crop[1] / crop[0]``), widened where needed and placed inside the canvas so that every
        box lies inside it, stretched back to ``H x W``;
-    4. horizontal flip, with probability ``p_flip``.
+    4. horizontal flip, with probability ``p_flip``;
+    5. a banana-free window, with probability ``p_background``, instead of steps 2 and 3: the
+       largest square that lies wholly beside the boxes' union (left, right, above or below it),
+       at a random place along that side, stretched to ``H x W``; every real box becomes a
+       padding row (all ``-1``). A sample whose largest such square is under
+       ``min_background_side`` of the image's side keeps steps 2 and 3.
 
-    Steps 2 to 4 are one affine resampling (bilinear, ``align_corners=False``) per sample.
+    Steps 2 to 5 are one affine resampling (bilinear, ``align_corners=False``) per sample.
     Samples that no step picks come back bit for bit; padding rows (``class < 0``) are never
     changed; real boxes are mapped exactly and clamped to ``[0, 1]`` against rounding. Boxes
     are assumed to lie in ``[0, 1]``, as the banana reader guarantees.
@@ -105,6 +115,9 @@ def ssd_augment(images: Tensor, labels: Tensor, generator: torch.Generator, *,
         contrast ((float, float)): range of the contrast factor, ``0 <= lo <= hi <= 10``.
         saturation ((float, float)): range of the saturation factor, ``0 <= lo <= hi <= 10``.
         hue (float): largest hue rotation in degrees, in ``[0, 180]``.
+        p_background (float): probability of step 5, in ``[0, 1]``; its random numbers are only
+            drawn when it is above 0, so the default leaves every other draw as it was.
+        min_background_side (float): in ``(0, 1]``: the smallest window step 5 stretches.
 
     Returns:
         (Tensor[B, 3, H, W], Tensor[B, G, 5]): new tensors: the images (``0..255`` where
@@ -128,6 +141,8 @@ def ssd_augment(images: Tensor, labels: Tensor, generator: torch.Generator, *,
     contrast = _check_range(contrast, "contrast", 0.0, 10.0)
     saturation = _check_range(saturation, "saturation", 0.0, 10.0)
     hue = check_real(hue, "hue", 0.0, 180.0)
+    p_background = check_real(p_background, "p_background", 0.0, 1.0)
+    min_background_side = check_real(min_background_side, "min_background_side", 0.0, 1.0, lo_open=True)
 
     # Drawn in full whatever the probabilities, then moved: the same numbers on every device.
     draws = torch.rand((images.shape[0], _GEOMETRY_DRAWS + _COLOR_DRAWS), generator=generator)
@@ -136,6 +151,11 @@ def ssd_augment(images: Tensor, labels: Tensor, generator: torch.Generator, *,
 
     images = _color_jitter(images, colors, p_color, brightness, contrast, saturation, hue)
     scale, shift, moved = _sample_affine(labels, geometry, zoom_out, crop, min_box_side, p_zoom_out, p_crop, p_flip)
+    if p_background > 0:
+        background = torch.rand((images.shape[0], 2), generator=generator).to(images.device)
+        scale, shift, moved, emptied = _with_background(labels, geometry[:, 9], background, scale, shift, moved,
+                                                        p_background, min_background_side, p_flip)
+        labels = torch.where(emptied[:, None, None], torch.full_like(labels, -1.0), labels)
     return _warp_images(images, scale, shift, moved), _warp_labels(labels, scale, shift, moved)
 
 
@@ -321,6 +341,52 @@ def _sample_affine(labels: Tensor, draws: Tensor, zoom: tuple[float, float], cro
     scale, shift = _compose(_flip(draws[:, 9], p_flip), _compose(crop_map, zoom_map))
     moved = (draws[:, 0] < p_zoom_out) | (draws[:, 4] < p_crop) | (draws[:, 9] < p_flip)
     return scale, shift, moved
+
+
+def _background_window(low: Tensor, high: Tensor, along: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The largest square window beside the boxes' union, stretched to the image: ``x -> (x - start) / side``.
+
+    Args:
+        low, high (Tensor[B, 2]): the union's corners (``inf``, ``-inf``: no box, and the window
+            is the whole image).
+        along (Tensor[B]): uniform numbers: where the window lies along the side it is on.
+
+    Returns:
+        (Tensor[B, 2], Tensor[B, 2], Tensor[B]): scale and shift, and the window's side.
+    """
+    low, high = low.clamp(0, 1), high.clamp(0, 1)
+    room = torch.cat((low, 1 - high), 1)  # [B, 4]: left, above, right, below the union
+    side, where = room.max(dim=1)  # [B]
+    before = where < 2  # left of or above the union: the window starts at 0, else it ends at 1
+    start_across = torch.where(before, 0.0, 1 - side)  # [B], on the axis the union is beside
+    start_along = along * (1 - side)  # [B], on the other axis
+    vertical = (where % 2 == 1)  # above or below: the window's y is fixed, its x free
+    start = torch.stack((torch.where(vertical, start_along, start_across),
+                         torch.where(vertical, start_across, start_along)), 1)  # [B, 2]
+    side = side.clamp(min=1e-6)[:, None]  # [B, 1]
+    return (1 / side).expand(-1, 2), -start / side, side[:, 0]
+
+
+def _with_background(labels: Tensor, flip_draws: Tensor, draws: Tensor, scale: Tensor, shift: Tensor,
+                     moved: Tensor, p: float, min_side: float, p_flip: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Replace the zoom-out and crop of the samples step 5 picks by a banana-free window (then the flip).
+
+    Args:
+        labels (Tensor[B, G, 5]): the boxes the window must avoid.
+        flip_draws (Tensor[B]): the flip's gates, as :func:`_sample_affine` used them.
+        draws (Tensor[B, 2]): uniform numbers: gate, place along the side.
+        scale, shift (Tensor[B, 2]), moved (Tensor[B]): :func:`_sample_affine`'s maps.
+
+    Returns:
+        (Tensor[B, 2], Tensor[B, 2], Tensor[B], Tensor[B]): the maps, which samples move, and
+        which now hold no box.
+    """
+    low, high, _ = _box_extent(labels)
+    window_scale, window_shift, side = _background_window(low, high, draws[:, 1])
+    emptied = (draws[:, 0] < p) & (side >= min_side)  # [B]
+    window_scale, window_shift = _compose(_flip(flip_draws, p_flip), (window_scale, window_shift))
+    on = emptied[:, None]  # [B, 1]
+    return (torch.where(on, window_scale, scale), torch.where(on, window_shift, shift), moved | emptied, emptied)
 
 
 def _warp_images(images: Tensor, scale: Tensor, shift: Tensor, moved: Tensor) -> Tensor:

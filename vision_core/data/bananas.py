@@ -57,7 +57,9 @@ BANANA_CLASSES = ("banana",)
 # fat, green to brown, with or without a stalk, bunches of 2-3 boxed as one, shadows, occluders
 # and relit scenes (a TinySSD trained on 2 found the top box but scored it low on bananas drawn
 # another way).
-GENERATOR_VERSION = 3
+# 4: ends from rounded to hair-thin points, crescents bent further, bunches of 2-4 fanned wider
+# (a TinySSD trained on 3 boxed the body without the thin tips, or one banana of a bunch).
+GENERATOR_VERSION = 4
 
 _HEADER = ("img_name", "label", "xmin", "ymin", "xmax", "ymax")
 _SUPERSAMPLE = 4  # 4 x 4 samples per pixel: smooth edges without a blur that would loosen the box
@@ -91,8 +93,9 @@ class _Look:
     """What one banana (or every banana of a bunch) looks like: size, shape and colour."""
 
     extent: float  # pixels, roughly the longer side of its box
-    bend: float  # half the angle the centre line turns through, radians: ~0 straight .. 0.85 a crescent
+    bend: float  # half the angle the centre line turns through, radians: ~0 straight .. 1.15 a crescent
     thickness: float  # greatest half-thickness over half-length: 0.11 a thin crescent .. 0.26 a fat one
+    point: float  # how the body narrows to its ends: 0.5 rounded .. 1.8 long hair-thin horns
     stalk: bool
     mirror: float  # +1 or -1
     skin: np.ndarray  # [3]
@@ -105,8 +108,11 @@ def _draw_look(rng: np.random.Generator, size: int, *, largest: float = 0.45) ->
     log-uniform (so small bananas are as common as in the book's photos)."""
     # The box's longer side comes out at about 0.8-1.0 x the extent.
     extent = math.exp(rng.uniform(math.log(0.125), math.log(largest))) * size
-    bend = rng.uniform(0.03, 0.85)
+    bend = rng.uniform(0.03, 1.15)
     thickness = rng.uniform(0.11, 0.26)
+    # Half rounded ends (a photo's banana), half tapering to points (a drawn one, a crescent):
+    # the box then reaches tips only a pixel wide, which a detector must still include.
+    point = 0.5 if rng.random() < 0.5 else rng.uniform(0.8, 1.8)
     stalk = bool(rng.random() < 0.85)
     mirror = -1.0 if rng.random() < 0.5 else 1.0
     # Mostly yellow, some green-yellow, some brown.
@@ -115,7 +121,7 @@ def _draw_look(rng: np.random.Generator, size: int, *, largest: float = 0.45) ->
     skin = np.clip(skin + rng.uniform(-0.04, 0.04, 3), 0.0, 1.0).astype(np.float32) * rng.uniform(0.86, 1.0)
     greenness = rng.uniform(0.0, 0.7) if ripeness < 0.6 else rng.uniform(0.0, 0.15)
     spots = 1.0 + 30.0 * max(ripeness - 0.6, 0.0) if rng.random() < 0.3 + 0.6 * (ripeness > 0.6) else 0.0
-    return _Look(extent, bend, thickness, stalk, mirror, skin, greenness, spots)
+    return _Look(extent, bend, thickness, point, stalk, mirror, skin, greenness, spots)
 
 
 def _banana_patch(rng: np.random.Generator, look: _Look, theta: float) -> tuple[np.ndarray, tuple[float, float]]:
@@ -161,7 +167,7 @@ def _banana_patch(rng: np.random.Generator, look: _Look, theta: float) -> tuple[
     s = np.arctan2(X, Y) * (radius / half)  # along the body: -1 stalk end .. +1 blossom end
     v = r - radius  # across: > 0 on the outer side
 
-    profile = width * np.sqrt(np.clip(1.0 - np.abs(s) ** taper, 0.0, 1.0))
+    profile = width * np.clip(1.0 - np.abs(s) ** taper, 0.0, 1.0) ** look.point
     outer, inner = profile * (1.0 + bulge), profile * (1.0 - bulge)
     body = (np.abs(s) < 1.0) & (v < outer) & (v > -inner)
     s_end = -1.0 - stem_len / half
@@ -222,14 +228,14 @@ def _over(layers: Sequence[tuple[np.ndarray, int, int]]) -> np.ndarray:
 
 
 def _bananas_patch(rng: np.random.Generator, size: int) -> np.ndarray:
-    """One banana, or a bunch of 2-3 fanned out from one stalk point (boxed as one), tight to its alpha:
+    """One banana, or a bunch of 2-4 fanned out from one stalk point (boxed as one), tight to its alpha:
     ``np.ndarray[h, w, 4]`` float32 straight RGBA, at most ``size`` on a side."""
-    count = int(rng.choice([1, 2, 3], p=[0.8, 0.13, 0.07]))
+    count = int(rng.choice([1, 2, 3, 4], p=[0.72, 0.14, 0.09, 0.05]))
     look = _draw_look(rng, size, largest=0.46 if count == 1 else 0.32)
     theta = rng.uniform(0.0, 2.0 * math.pi)
     if count == 1:
         return _banana_patch(rng, look, theta)[0]
-    spread = rng.uniform(0.22, 0.45)  # radians between neighbours
+    spread = rng.uniform(0.22, 0.6)  # radians between neighbours
     drawn = [_banana_patch(rng, look, theta + spread * (k - (count - 1) / 2)) for k in range(count)]
     # Each patch placed so that its stalk's end lands on one shared point (give or take a pixel).
     ends = np.array([end for _, end in drawn]) + rng.uniform(-1.0, 1.0, (count, 2))

@@ -199,8 +199,18 @@ def _no_detection_hint(best: float, threshold: float) -> str:
         return (f" — no anchor reaches a banana probability of {POS_THRESHOLD:g} (the best: {best:.2g}), so "
                 "multibox_detection labels every anchor background: this network sees no banana here, "
                 "even at threshold 0.")
-    return (f" — the best score is {best:.2f}, below the threshold {threshold:g}: lower the threshold to "
-            f"{math.floor(best * 100) / 100:.2f} or less to see that box.")
+    return (f" — the best score is {_below(best, threshold)}, below the threshold {threshold:g}: lower the threshold "
+            f"to {math.floor(best * 100) / 100:.2f} or less to see that box.")
+
+
+def _below(score: float, threshold: float) -> str:
+    """``score`` with two decimals, or as many more as it takes not to read as ``threshold`` or above
+    (0.996 under a threshold of 1 is "0.996", not "1.00")."""
+    for digits in range(2, 7):
+        text = f"{score:.{digits}f}"
+        if float(text) < threshold:
+            return text
+    return f"{score:.6g}"
 
 
 def _candidate_picture(rgb: np.ndarray, best: dict, threshold: float) -> np.ndarray:

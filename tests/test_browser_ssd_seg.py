@@ -86,7 +86,7 @@ def test_ssd_explains_an_empty_detection_list(opened: Page, tmp_path):
     solid_full, solid_blend = red_pixels(shown_picture(opened, "#ssd-view"))  # the detection, drawn solid
     set_slider(opened, "Score threshold (the book: 0.9)", 1)  # above every score
     expect(opened.locator("#ssd-summary")).to_contain_text(
-        re.compile(r"0 detections with score ≥ 1 — the best score is 0\.\d\d, below the threshold 1: lower the "
+        re.compile(r"0 detections with score ≥ 1 — the best score is 0\.\d\d+, below the threshold 1: lower the "
                    r"threshold to 0\.\d\d or less to see that box\. The faded dashed box on the picture is that "
                    r"best candidate: it is not a detection"))
     # The picture is not left bare: the best candidate is drawn, faded (blended, not full strength).

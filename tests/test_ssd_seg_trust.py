@@ -110,12 +110,22 @@ def test_an_empty_list_says_why(net, bananas, monkeypatch):
     above = ssd.detect(rgb, 1.0)[2]
     best = ssd.best_anchor(net, rgb)["prob"]
     assert 0.5 < best < 1.0  # a banana the network finds, but not with certainty 1
-    assert (f"**0 detections** with score ≥ 1 — the best score is {best:.2f}, below the threshold 1: "
-            f"lower the threshold to {math.floor(best * 100) / 100:.2f} or less") in above
+    shown = re.search(r"the best score is (0\.\d\d+), below the threshold 1: lower the threshold to (0\.\d\d) or less",
+                      above)
+    assert shown, above
+    assert float(shown[1]) < 1 and float(shown[1]) == pytest.approx(best, abs=0.5 * 10 ** -(len(shown[1]) - 2))
+    assert float(shown[2]) == math.floor(best * 100) / 100 and "**0 detections** with score ≥ 1" in above
     grey = ssd.detect(np.full((256, 256, 3), 128, np.uint8), 0.0)[2]
     assert "with score ≥ 0 — no anchor reaches a banana probability of 0.01" in grey
     assert "the table's first row" not in grey
     assert "best score" not in ssd.detect(rgb, 0.9)[2]  # nothing to explain when there are detections
+
+
+def test_a_score_just_under_the_threshold_never_reads_as_the_threshold():
+    assert ssd._below(0.93, 1.0) == "0.93"
+    assert ssd._below(0.996, 1.0) == "0.996"
+    assert ssd._below(0.99996, 1.0) == "0.99996"
+    assert ssd._below(0.8951, 0.9) == "0.895" and ssd._below(0.8949, 0.895) == "0.89"
 
 
 def test_an_empty_list_shows_the_best_candidate_faded(net, bananas, monkeypatch):

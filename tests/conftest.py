@@ -145,6 +145,23 @@ def serving(build, **queue_options):
         demo.close()
 
 
+@pytest.fixture
+def slow_clock(monkeypatch):
+    """The clock of the training loop and of style transfer (``vision_core.train.loop``,
+    ``vision_core.style``) reads one millisecond later each time: their throttled records and
+    previews then depend on how many batches or steps ran, never on how fast this machine ran them."""
+    import itertools
+    from types import SimpleNamespace
+
+    from vision_core import style
+    from vision_core.train import loop
+
+    ticks = itertools.count(0.0, 1e-3)
+    clock = SimpleNamespace(perf_counter=lambda: next(ticks))
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(style, "time", clock)
+
+
 @pytest.fixture(scope="session")
 def app_url():
     """Launch the dashboard in this process (as Spaces would import it) and yield its URL."""

@@ -194,7 +194,7 @@ def test_val_metrics_agree_with_evaluate_ssd(trained):
     assert result["bbox_mae"] == pytest.approx(tiny_ssd.bbox_eval(bbox_preds, bbox_labels, bbox_masks) / bbox_labels.numel())
 
 
-def test_records_are_throttled_to_the_interval_after_the_first_batch():
+def test_records_are_throttled_to_the_interval_after_the_first_batch(slow_clock):
     records = list(ssd.train_ssd(easy_bananas(8), net=fresh_net(), epochs=2, batch_size=2, device="cpu",
                                  record_interval=3600))
     # The first batch's record (a page's first point and its pace start there), then the epoch records.

@@ -196,7 +196,7 @@ def test_style_transfer_lowers_the_style_loss_and_repeats():
     assert np.array_equal(_run()[-1].preview, image)  # deterministic on the CPU
 
 
-def test_style_transfer_lr_decays_and_previews_are_throttled():
+def test_style_transfer_lr_decays_and_previews_are_throttled(slow_clock):
     records = _run(steps=12, lr_decay_epoch=5, frame_interval=3600.0)
     assert records[0].metrics["lr"] == pytest.approx(0.1) and records[5].metrics["lr"] == pytest.approx(0.08)
     assert records[-1].metrics["lr"] == pytest.approx(0.064)
@@ -352,14 +352,15 @@ def _resized_content():
     return postprocess(preprocess(_smooth(), SHAPE))
 
 
-def test_accelerator_policy_reads_only_at_previews(monkeypatch):
+def test_accelerator_policy_reads_only_at_previews(monkeypatch, slow_clock):
     # The accelerator path (no host read between previews), exercised on the CPU.
     from vision_core import style
 
+    sync_free = style._sync_free
     monkeypatch.setattr(style, "_sync_free", lambda device: True)
     records = _run(steps=8, frame_interval=3600.0)
     assert [r.step for r in records] == [1, 8] and all(r.preview is not None for r in records)
-    monkeypatch.undo()
+    monkeypatch.setattr(style, "_sync_free", sync_free)
     assert np.array_equal(records[-1].preview, _run(steps=8)[-1].preview)
 
     monkeypatch.setattr(style, "_sync_free", lambda device: True)
@@ -415,7 +416,7 @@ def test_style_transfer_series_has_every_steps_losses():
         assert r.series["style"] == (r.metrics["style"],) and r.series["total"] == (r.metrics["total"],)
 
 
-def test_accelerator_policy_sends_every_steps_losses_with_the_previews(monkeypatch):
+def test_accelerator_policy_sends_every_steps_losses_with_the_previews(monkeypatch, slow_clock):
     from vision_core import style
 
     eager = _run(steps=8)

@@ -50,7 +50,7 @@ class _Counting(EpochSteps):
         return {"epoch": epoch + 1, "loss": 0.0}, None, "ok"
 
 
-def test_the_first_record_comes_after_the_first_batch_and_every_batch_is_in_a_series():
+def test_the_first_record_comes_after_the_first_batch_and_every_batch_is_in_a_series(slow_clock):
     steps = _Counting(5)
     records = list(stream_epochs(torch.nn.Linear(1, 1), torch.device("cpu"), 2, lambda: steps, None,
                                  record_interval=3600))
@@ -60,7 +60,7 @@ def test_the_first_record_comes_after_the_first_batch_and_every_batch_is_in_a_se
     assert losses == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]  # each batch once, in order
 
 
-def test_a_stopped_record_carries_the_batches_not_yet_reported():
+def test_a_stopped_record_carries_the_batches_not_yet_reported(slow_clock):
     stop = threading.Event()
     steps = _Counting(10, on_batch=lambda done: stop.set() if done == 4 else None)
     records = list(stream_epochs(torch.nn.Linear(1, 1), torch.device("cpu"), 1, lambda: steps, stop,

@@ -545,6 +545,50 @@ def test_overlapping_negatives_are_background_anchors_whose_predicted_box_hits_a
     assert not overlapping_negatives(anchors, offsets.reshape(1, -1), labels, cls_labels, iou_threshold=0.99)[0, 1]
 
 
+def test_promote_well_boxed_relabels_background_anchors_whose_predicted_box_fits_a_banana():
+    from vision_core.anchors import offset_boxes
+    from vision_core.models.tiny_ssd import promote_well_boxed
+
+    anchors = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.9, 0.9], [0.6, 0.6, 0.9, 0.9],
+                            [0.0, 0.0, 0.2, 0.2], [0.5, 0.5, 0.7, 0.7]])
+    labels = torch.tensor([[[2, 0.1, 0.1, 0.3, 0.3], [-1, 0.5, 0.5, 0.7, 0.7]]])  # class 2; the second row pads
+    cls_labels = torch.tensor([[3, 0, 0, 0, 0]])
+    offsets = torch.zeros(1, 5, 4)  # each anchor predicts itself, but:
+    offsets[0, 1] = offset_boxes(anchors[1:2], torch.tensor([[0.11, 0.1, 0.31, 0.3]]))[0]  # IoU 0.90 with the truth
+    offsets[0, 2] = offset_boxes(anchors[2:3], torch.tensor([[0.14, 0.1, 0.34, 0.3]]))[0]  # IoU 0.67
+    taught = promote_well_boxed(anchors[None], offsets.reshape(1, -1), labels, cls_labels)
+    # 0: already positive; 1: promoted to the truth's class + 1; 2: under 0.75; 3: its own box, IoU 0.14;
+    # 4: lies on the padding row only.
+    assert taught.tolist() == [[3, 3, 0, 0, 0]] and taught.dtype == torch.long
+    assert promote_well_boxed(anchors, offsets.reshape(1, -1), labels, cls_labels, iou_threshold=0.6).tolist() == \
+        [[3, 3, 3, 0, 0]]
+    assert cls_labels.tolist() == [[3, 0, 0, 0, 0]]  # not changed in place
+
+
+def test_promote_loss_trains_on_promoted_labels_and_keeps_the_books_metrics(monkeypatch):
+    calls = []
+
+    def spy(anchors, bbox_preds, labels, cls_labels, iou_threshold=0.75):
+        calls.append(cls_labels.clone())
+        return torch.where(cls_labels == 0, torch.ones_like(cls_labels), cls_labels)  # every anchor a banana
+
+    monkeypatch.setattr(ssd, "promote_well_boxed", spy)
+    records = list(ssd.train_ssd(square_bananas(8), net=fresh_net(), epochs=1, batch_size=4, device="cpu",
+                                 loss="hard_negatives_ignore", optimizer="adamw", lr=1e-3))
+    assert not calls and records[-1].done
+    ignoring = records[-1].metrics
+    records = list(ssd.train_ssd(square_bananas(8), net=fresh_net(), epochs=1, batch_size=4, device="cpu",
+                                 loss="hard_negatives_promote", optimizer="adamw", lr=1e-3))
+    assert len(calls) == 2 and records[-1].done and math.isfinite(records[-1].metrics["loss"])
+    # The book's class error still counts against multibox_target's labels, mostly background, so
+    # a network taught "banana everywhere" scores worse on it, not better.
+    assert records[-1].metrics["class_err"] > ignoring["class_err"]
+    args = argparse.Namespace(epochs=1, batch_size=32, lr=0.001, seed=0, data_seed=0, device="cpu",
+                              optimizer="adamw", augment=True, loss="hard_negatives_promote", data=None, init=None,
+                              synthetic_train=6000, cpu_bfloat16=True, background_crops=0.0)
+    assert _train_command(args).endswith("--augment --loss hard_negatives_promote --synthetic-train 6000 --cpu-bfloat16")
+
+
 def test_train_ssd_with_ignoring_hard_negatives_runs_and_the_cli_offers_it():
     records = list(ssd.train_ssd(square_bananas(8), net=fresh_net(), epochs=1, batch_size=4, device="cpu",
                                  loss="hard_negatives_ignore", optimizer="adamw", lr=1e-3))

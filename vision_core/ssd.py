@@ -35,7 +35,8 @@ from ._runtime import autocast, eval_mode, net_device, to_device_layout
 from .anchors import multibox_detection, multibox_target
 from .data.augment import ssd_augment
 from .device import autocast_dtype, get_device, resolve_device
-from .models.tiny_ssd import BookMetrics, TinySSD, calc_loss, check_tiny_ssd, hard_negative_loss, overlapping_negatives
+from .models.tiny_ssd import (BookMetrics, TinySSD, calc_loss, check_tiny_ssd, hard_negative_loss,
+                              overlapping_negatives, promote_well_boxed)
 from .progress import Progress
 from .train.loop import OPTIMIZERS, EpochSteps, Updater, stream_epochs
 
@@ -48,9 +49,12 @@ __all__ = ["INPUT_SIZE", "TinySSD", "train_ssd", "predict", "draw_detections", "
 IGNORE_MIN_NEGATIVES = 64
 LOSSES: dict[str, Callable[..., Tensor]] = {
     "book": calc_loss, "hard_negatives": hard_negative_loss,
-    "hard_negatives_ignore": functools.partial(hard_negative_loss, min_negatives=IGNORE_MIN_NEGATIVES)}
+    "hard_negatives_ignore": functools.partial(hard_negative_loss, min_negatives=IGNORE_MIN_NEGATIVES),
+    "hard_negatives_promote": functools.partial(hard_negative_loss, min_negatives=IGNORE_MIN_NEGATIVES)}
 # Losses whose mining skips background anchors that already box a banana (overlapping_negatives).
-_IGNORING = frozenset({"hard_negatives_ignore"})
+_IGNORING = frozenset({"hard_negatives_ignore", "hard_negatives_promote"})
+# Losses that first relabel the anchors whose predicted box is good as positives (promote_well_boxed).
+_PROMOTING = frozenset({"hard_negatives_promote"})
 
 INPUT_SIZE = 256  # the banana images' side, and what :func:`predict` resizes to
 _MAX_DETECTIONS = 100  # COCO's largest maxDets: mAP never looks further down a ranking
@@ -163,9 +167,12 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
             previews stay unaugmented. False (the default) is the book's training, unchanged.
         loss (str): ``"book"`` (:func:`calc_loss`, the default), ``"hard_negatives"`` (SSD's
             :func:`~vision_core.models.tiny_ssd.hard_negative_loss`: positives and the 3 times as
-            many hardest background anchors) or ``"hard_negatives_ignore"`` (the same, never mining
-            the anchors :func:`~vision_core.models.tiny_ssd.overlapping_negatives` names). The
-            book's metrics are the same either way.
+            many hardest background anchors), ``"hard_negatives_ignore"`` (the same, never mining
+            the anchors :func:`~vision_core.models.tiny_ssd.overlapping_negatives` names) or
+            ``"hard_negatives_promote"`` (the same, after
+            :func:`~vision_core.models.tiny_ssd.promote_well_boxed` made the anchors whose own box
+            fits a banana positives). The book's metrics count against ``multibox_target``'s labels
+            either way, so with promotion its class error rises by the promoted anchors.
         stop (threading.Event, optional): set it to stop after the current batch.
         preview_image (Tensor[3, H, W], optional): the image the previews show.
         preview_threshold (float): minimum score of a previewed box, in ``[0, 1]``.
@@ -213,7 +220,7 @@ def train_ssd(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = 
     def start() -> _SSDEpochs:
         return _SSDEpochs(net, train, val, batch_size, lr, weight_decay, optimizer, device, seed, preview_image,
                           preview_threshold, augment, LOSSES[loss], cpu_bfloat16, loss in _IGNORING,
-                          background_crops)
+                          loss in _PROMOTING, background_crops)
 
     return stream_epochs(net, device, epochs, start, stop, record_interval)
 
@@ -226,7 +233,7 @@ class _SSDEpochs(EpochSteps):
                  batch_size: int, lr: float, weight_decay: float, optimizer: str, device: torch.device, seed: int,
                  preview_image: Tensor | None, preview_threshold: float, augment: bool = False,
                  loss_fn: Callable[..., Tensor] = calc_loss, cpu_bfloat16: bool = False,
-                 ignore_overlapping: bool = False, background_crops: float = 0.0):
+                 ignore_overlapping: bool = False, promote: bool = False, background_crops: float = 0.0):
         self.net, self.device, self.batch_size = net, device, batch_size
         self.amp = autocast_dtype(device, cpu_bfloat16=cpu_bfloat16)
         # Moved once: 1000 banana images are 197 MB as uint8; they become float per batch.
@@ -236,7 +243,7 @@ class _SSDEpochs(EpochSteps):
         self.shuffler = torch.Generator().manual_seed(seed)
         # A generator of its own: the shuffle order is the same with and without augmentation.
         self.augmenter = torch.Generator().manual_seed((seed + 1) % 2**63) if augment else None
-        self.loss_fn, self.ignore_overlapping = loss_fn, ignore_overlapping
+        self.loss_fn, self.ignore_overlapping, self.promote = loss_fn, ignore_overlapping, promote
         self.background_crops = background_crops
         self.preview_image, self.preview_threshold = preview_image, preview_threshold
         self.batches = math.ceil(self.images.shape[0] / batch_size)
@@ -257,8 +264,10 @@ class _SSDEpochs(EpochSteps):
         anchors, cls_preds, bbox_preds = _forward_float(self.net, X, self.amp)
         bbox_labels, bbox_masks, cls_labels = multibox_target(anchors, Y)
         if self.ignore_overlapping:
-            ignore = overlapping_negatives(anchors, bbox_preds, Y, cls_labels)
-            loss = self.loss_fn(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks, ignore=ignore)  # [B]
+            # The book's metrics below keep multibox_target's labels; only the loss sees promotions.
+            taught = promote_well_boxed(anchors, bbox_preds, Y, cls_labels) if self.promote else cls_labels
+            ignore = overlapping_negatives(anchors, bbox_preds, Y, taught)
+            loss = self.loss_fn(cls_preds, taught, bbox_preds, bbox_labels, bbox_masks, ignore=ignore)  # [B]
         else:
             loss = self.loss_fn(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks)  # [B]
         self.updater.step(loss.mean())

@@ -39,10 +39,13 @@ def add_train_parser(models: argparse._SubParsersAction) -> None:
     ssd.add_argument("--background-crops", type=float_in("background crops", 0.0, 1.0), default=0.0, metavar="P",
                      help="with --augment, this share of the training samples becomes a banana-free window of its own "
                      "picture, so the network also sees pictures with nothing to box (default: 0)")
-    ssd.add_argument("--loss", choices=("book", "hard_negatives", "hard_negatives_ignore"), default="book",
+    ssd.add_argument("--loss", choices=("book", "hard_negatives", "hard_negatives_ignore", "hard_negatives_promote"),
+                     default="book",
                      help="book: the book's calc_loss over all anchors; hard_negatives: SSD's, the positives and "
                      "3 times as many of the hardest background anchors; hard_negatives_ignore: the same, never "
-                     "mining a background anchor whose predicted box already overlaps a banana by 0.5 (default: book)")
+                     "mining a background anchor whose predicted box already overlaps a banana by 0.5; "
+                     "hard_negatives_promote: the same, and an anchor whose predicted box overlaps a banana by 0.75 "
+                     "is taught as a banana (default: book)")
     add_seed(ssd, help_text="seeds the initial weights, the shuffling and --augment (default: 0)")
     add_seed(ssd, "--data-seed", "seed of the generated banana data, cached on first use (default: 0)")
     data = ssd.add_mutually_exclusive_group()

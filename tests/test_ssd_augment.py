@@ -586,7 +586,8 @@ def test_promote_loss_trains_on_promoted_labels_and_keeps_the_books_metrics(monk
     args = argparse.Namespace(epochs=1, batch_size=32, lr=0.001, seed=0, data_seed=0, device="cpu",
                               optimizer="adamw", augment=True, loss="hard_negatives_promote", data=None, init=None,
                               synthetic_train=6000, cpu_bfloat16=True, background_crops=0.0)
-    assert _train_command(args).endswith("--augment --loss hard_negatives_promote --synthetic-train 6000 --cpu-bfloat16")
+    assert _train_command(args).endswith(
+        "--augment --loss hard_negatives_promote --synthetic-train 6000 --cpu-bfloat16")
 
 
 def test_train_ssd_with_ignoring_hard_negatives_runs_and_the_cli_offers_it():
